@@ -1,1 +1,21 @@
-"""spec package."""
+"""The spec language: pydantic models, YAML loading with source marks, located errors, schema.
+
+Does not import torch (tests check `sys.modules`).
+"""
+
+from progan_dsl.spec.errors import Issue, SpecError
+from progan_dsl.spec.load import LoadedSpec, load_spec, load_spec_text, spec_hash
+from progan_dsl.spec.models import SPEC_VERSION, Architecture, Spec, TrainingSpec
+
+__all__ = [
+    "SPEC_VERSION",
+    "Architecture",
+    "Issue",
+    "LoadedSpec",
+    "Spec",
+    "SpecError",
+    "TrainingSpec",
+    "load_spec",
+    "load_spec_text",
+    "spec_hash",
+]

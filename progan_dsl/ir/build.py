@@ -1,0 +1,161 @@
+"""Builder: spec -> the full block graph of each network (every resolution, every toRGB/fromRGB).
+
+Per-stage graphs are cut out of these by `passes.select_stage`. Node ids are stable dotted names
+(`G.b64.conv1`, `D.b4.mbstd`) that become parameter names, so weights carry over between stages.
+Layer defaults (activation, gain, pixel norm) are resolved here, once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from progan_dsl.ir.graph import BlockGraph
+from progan_dsl.ir.types import Node, Role, Span
+from progan_dsl.kinds import LayerBase, get_kind
+from progan_dsl.spec import LoadedSpec, Spec
+
+# Default node names per kind (numbered when a block has several of a kind).
+DEFAULT_NAMES = {
+    "conv": "conv",
+    "upsample": "up",
+    "downsample": "down",
+    "project": "project",
+    "dense": "dense",
+    "minibatch_stddev": "mbstd",
+    "pixel_norm": "norm",
+}
+
+
+class _Ctx:
+    def __init__(self, loaded: LoadedSpec) -> None:
+        self.loaded = loaded
+        self.spec: Spec = loaded.spec
+        self.arch = loaded.spec.architecture
+
+    def span(self, loc: tuple[Any, ...]) -> Span:
+        line, col = self.loaded.doc.mark(loc)
+        return Span(self.loaded.path, line, col, loc)
+
+    def node(self, net: str, res: int, name: str, layer: LayerBase, role: Role, loc: tuple[Any, ...]) -> Node:
+        kind = get_kind(layer.kind)  # type: ignore[attr-defined]
+        act = getattr(layer, "activation", None) or self.arch.activation.kind
+        normalize = getattr(layer, "normalize", None)
+        if normalize is None:
+            normalize = (
+                net == "G" and role == Role.BLOCK and kind.has_weights and self.arch.pixel_norm.enabled
+            )
+        return Node(
+            id=f"{net}.b{res}.{name}",
+            net=net,
+            kind=kind.name,
+            resolution=res,
+            role=role,
+            layer=layer,
+            activation=act if kind.has_activation else "linear",
+            slope=self.arch.activation.slope,
+            gain=getattr(layer, "gain", None) or self.arch.gain,
+            normalize=bool(normalize),
+            norm_eps=self.arch.pixel_norm.epsilon,
+            equalized=self.arch.equalized_lr,
+            span=self.span(loc),
+        )
+
+
+def _names(layers: list[LayerBase]) -> list[str]:
+    counts = Counter(layer.kind for layer in layers)  # type: ignore[attr-defined]
+    seen: Counter[str] = Counter()
+    out = []
+    for layer in layers:
+        kind: str = layer.kind  # type: ignore[attr-defined]
+        if layer.name:
+            out.append(layer.name)
+            continue
+        base = DEFAULT_NAMES.get(kind, kind)
+        out.append(f"{base}{seen[kind]}" if counts[kind] > 1 else base)
+        seen[kind] += 1
+    return out
+
+
+def _block_layers(net_spec: Any, key_first: str, res: int, base: int, net: str) -> tuple[list[LayerBase], tuple[Any, ...]]:
+    if res == base:
+        return getattr(net_spec, key_first), ("architecture", net, key_first)
+    if res in net_spec.overrides:
+        return net_spec.overrides[res], ("architecture", net, "overrides", res)
+    return net_spec.block, ("architecture", net, "block")
+
+
+def _add_block(ctx: _Ctx, graph: BlockGraph, net: str, res: int, layers: list[LayerBase],
+               loc: tuple[Any, ...]) -> list[Node]:
+    names = _names(layers)
+    dupes = [n for n, c in Counter(names).items() if c > 1]
+    if dupes:
+        from progan_dsl.spec import Issue, SpecError
+
+        span = ctx.span(loc)
+        raise SpecError([Issue(span.path, span.line, span.col, loc, f"duplicate layer name {dupes[0]!r} in one block")])
+    nodes = [graph.add(ctx.node(net, res, name, layer, Role.BLOCK, loc + (i,)))
+             for i, (name, layer) in enumerate(zip(names, layers))]
+    _move_activation_past_downsample(graph, nodes)
+    for a, b in zip(nodes, nodes[1:]):
+        graph.connect(a.id, b.id)
+    return [graph.node(n.id) for n in nodes]
+
+
+def _move_activation_past_downsample(graph: BlockGraph, nodes: list[Node]) -> None:
+    """A downsample right after a conv applies that conv's activation after pooling.
+
+    Bias commutes with average pooling, so conv -> pool -> bias -> act is what the official
+    fused_scale networks compute, and the fusion pass can then merge conv + pool exactly.
+    """
+    for conv, down in zip(nodes, nodes[1:]):
+        takes = getattr(down.layer, "takes_activation", False)
+        if conv.kind == "conv" and down.kind == "downsample" and takes and not conv.normalize:
+            graph.replace(conv.with_(activation="linear"))
+            graph.replace(down.with_(activation=conv.activation))
+
+
+def build_generator(loaded: LoadedSpec) -> BlockGraph:
+    ctx = _Ctx(loaded)
+    arch = ctx.arch
+    g = BlockGraph("G")
+    z = g.add(Node(id="G.z.latent", net="G", kind="input", resolution=0, role=Role.INPUT,
+                   out_shape=(arch.latent_size,), span=ctx.span(("architecture", "latent_size"))))
+    prev = z.id
+    if arch.pixel_norm.latent:
+        norm = g.add(Node(id="G.z.norm", net="G", kind="pixel_norm", resolution=0, role=Role.BLOCK,
+                          norm_eps=arch.pixel_norm.epsilon,
+                          span=ctx.span(("architecture", "pixel_norm"))))
+        g.connect(prev, norm.id)
+        prev = norm.id
+    rgb = arch.generator.to_rgb.model_copy(update={"out": arch.image_channels})
+    for res in arch.resolutions:
+        layers, loc = _block_layers(arch.generator, "first_block", res, arch.base_resolution, "generator")
+        nodes = _add_block(ctx, g, "G", res, layers, loc)
+        g.connect(prev, nodes[0].id)
+        prev = nodes[-1].id
+        to_rgb = g.add(ctx.node("G", res, "torgb", rgb, Role.TO_RGB, ("architecture", "generator", "to_rgb")))
+        g.connect(prev, to_rgb.id)
+    return g
+
+
+def build_discriminator(loaded: LoadedSpec) -> BlockGraph:
+    ctx = _Ctx(loaded)
+    arch = ctx.arch
+    d = BlockGraph("D")
+    final = arch.final_resolution
+    img = d.add(Node(id="D.img.image", net="D", kind="input", resolution=final + 1, role=Role.INPUT,
+                     out_shape=(arch.image_channels, *arch.spatial(final)),
+                     span=ctx.span(("architecture", "image_channels"))))
+    prev: str | None = None
+    for res in reversed(arch.resolutions):
+        from_rgb = d.add(ctx.node("D", res, "fromrgb", arch.discriminator.from_rgb, Role.FROM_RGB,
+                                  ("architecture", "discriminator", "from_rgb")))
+        d.connect(img.id, from_rgb.id)
+        layers, loc = _block_layers(arch.discriminator, "last_block", res, arch.base_resolution, "discriminator")
+        nodes = _add_block(ctx, d, "D", res, layers, loc)
+        d.connect(from_rgb.id, nodes[0].id)
+        if prev is not None:
+            d.connect(prev, nodes[0].id)
+        prev = nodes[-1].id
+    return d

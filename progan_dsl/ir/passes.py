@@ -1,0 +1,206 @@
+"""The compiler passes over block graphs. Each is a pure function: graph in, new graph out.
+
+Network passes run on the full graph of a network; stage passes cut out and finish the graph of
+one growth stage. `pipeline.py` lists them in order.
+"""
+
+from __future__ import annotations
+
+from progan_dsl.ir.graph import BlockGraph
+from progan_dsl.ir.types import EdgeKind, Node, Role, Stage
+from progan_dsl.kinds import InferContext, get_kind
+from progan_dsl.kinds.builtin import DownsampleLayer, UpsampleLayer
+from progan_dsl.spec import Issue, Spec, SpecError
+
+
+class ShapeError(SpecError):
+    pass
+
+
+def _ctx(spec: Spec, net: str, res: int) -> InferContext:
+    arch = spec.architecture
+    resolutions = arch.resolutions
+
+    def channels(ref: object) -> int:
+        if ref == "this":
+            return arch.channels_at(res)
+        if ref == "lower":
+            if res == resolutions[0]:
+                raise ValueError("'out: lower' at the base resolution: there is no lower resolution")
+            return arch.channels_at(res // 2)
+        assert isinstance(ref, int)
+        return ref
+
+    return InferContext(net=net, resolution=res, spatial=arch.spatial(res) if res in resolutions else (0, 0),
+                        channels=channels, image_channels=arch.image_channels)
+
+
+def _located(node: Node, msg: str) -> ShapeError:
+    span = node.span
+    where = f"at resolution {node.resolution}: " if node.resolution in range(1, 1 << 17) else ""
+    if span is None:
+        return ShapeError([Issue("<graph>", 1, 1, (), f"{node.id}: {where}{msg}")])
+    return ShapeError([Issue(span.path, span.line, span.col, span.loc, f"{where}{msg} ({node.id})")])
+
+
+def infer_shapes(graph: BlockGraph, spec: Spec) -> BlockGraph:
+    """Set in/out shapes of every node from its inputs, in topological order."""
+    out = graph.copy()
+    for node in out.nodes():
+        preds = out.preds(node.id)
+        if not preds:
+            if node.out_shape is None:
+                raise _located(node, "node has no input")
+            out.replace(node.with_(in_shape=node.out_shape))
+            continue
+        shapes = {out.node(p.id).out_shape for p, _ in preds}
+        if len(shapes) != 1:
+            detail = ", ".join(f"{p.id} {list(out.node(p.id).out_shape or ())}" for p, _ in preds)
+            raise _located(node, f"inputs disagree in shape: {detail}")
+        in_shape = shapes.pop()
+        assert in_shape is not None
+        try:
+            out_shape = get_kind(node.kind).infer(node.layer, in_shape, _ctx(spec, node.net, node.resolution))
+        except ValueError as err:
+            raise _located(node, str(err)) from None
+        out.replace(node.with_(in_shape=in_shape, out_shape=tuple(out_shape)))
+    return out
+
+
+def fuse_scale(graph: BlockGraph, spec: Spec) -> BlockGraph:
+    """Fuse nearest-upsample + 3x3 conv into one stride-2 transposed 4x4 conv (`conv_up`), and a
+    3x3 conv + 2x2 average pooling into one stride-2 4x4 conv (`conv_down`).
+
+    The fused node keeps the conv's id, so parameter names and shapes do not change.
+    """
+    out = graph.copy()
+    for node in graph.nodes():
+        if node.id not in out:
+            continue
+        succs = out.succs(node.id)
+        if len(succs) != 1 or succs[0][1] != EdgeKind.DATA:
+            continue
+        nxt = succs[0][0]
+        if len(out.preds(nxt.id)) != 1:
+            continue
+        kernel = getattr(nxt.layer, "kernel", None)
+        if node.kind == "upsample" and nxt.kind == "conv" and kernel == 3:
+            fused = nxt.with_(kind="conv_up", in_shape=node.in_shape)
+            _splice(out, first=node, second=nxt, fused=fused)
+        kernel = getattr(node.layer, "kernel", None)
+        if (node.kind == "conv" and nxt.kind == "downsample" and kernel == 3
+                and node.activation == "linear" and not node.normalize
+                and getattr(nxt.layer, "takes_activation", False)):
+            fused = node.with_(kind="conv_down", activation=nxt.activation, out_shape=nxt.out_shape)
+            _splice(out, first=node, second=nxt, fused=fused)
+    return out
+
+
+def _splice(graph: BlockGraph, *, first: Node, second: Node, fused: Node) -> None:
+    """Replace the chain first -> second by one node `fused` (which has one of their ids)."""
+    preds = graph.preds(first.id)
+    succs = graph.succs(second.id)
+    graph.remove(first.id)
+    graph.remove(second.id)
+    graph.add(fused)
+    for p, kind in preds:
+        graph.connect(p.id, fused.id, kind)
+    for s, kind in succs:
+        graph.connect(fused.id, s.id, kind)
+
+
+def select_stage(graph: BlockGraph, spec: Spec, stage: Stage) -> BlockGraph:
+    """Cut the stable network of `stage.resolution` out of the full graph."""
+    res = stage.resolution
+    keep = set()
+    for node in graph.nodes():
+        if node.role == Role.INPUT:
+            keep.add(node.id)
+        elif node.role == Role.BLOCK and node.resolution <= res:
+            keep.add(node.id)
+        elif node.role in (Role.TO_RGB, Role.FROM_RGB) and node.resolution == res:
+            keep.add(node.id)
+    out = graph.subgraph(keep)
+    if graph.net == "D":
+        # the image enters at this stage's resolution; only this stage's fromRGB reads it
+        img = next(n for n in out.nodes() if n.role == Role.INPUT)
+        shape = (spec.architecture.image_channels, *spec.architecture.spatial(res))
+        out.replace(img.with_(out_shape=shape, in_shape=shape, resolution=res + 1))
+        for node in out.nodes():
+            if node.role == Role.BLOCK and node.resolution < res:
+                for p, _ in out.preds(node.id):
+                    if p.role == Role.FROM_RGB:
+                        out.remove(p.id)
+    return out
+
+
+def insert_fade(graph: BlockGraph, full: BlockGraph, spec: Spec, stage: Stage) -> BlockGraph:
+    """For a fade stage: add the old resolution's RGB layer, the resampling on the skip path and
+    the lerp `(1 - alpha) * old + alpha * new` (paper Figure 2)."""
+    if stage.phase != "fade":
+        return graph
+    out = graph.copy()
+    res, low = stage.resolution, stage.resolution // 2
+    if out.net == "G":
+        new_rgb = out.node(f"G.b{res}.torgb")
+        old_rgb = full.node(f"G.b{low}.torgb")
+        feed = full.preds(old_rgb.id)[0][0]
+        out.add(old_rgb)
+        out.connect(feed.id, old_rgb.id)
+        up = out.add(Node(id=f"G.b{res}.skip_up", net="G", kind="upsample", resolution=res,
+                          role=Role.SKIP, layer=UpsampleLayer(kind="upsample"), span=new_rgb.span))
+        out.connect(old_rgb.id, up.id)
+        lerp = out.add(Node(id=f"G.b{res}.fade", net="G", kind="lerp", resolution=res,
+                            role=Role.FADE, span=new_rgb.span))
+        out.connect(up.id, lerp.id, EdgeKind.FADE_SKIP)
+        out.connect(new_rgb.id, lerp.id, EdgeKind.FADE_NEW)
+        return out
+    img = next(n for n in out.nodes() if n.role == Role.INPUT)
+    new_rgb = out.node(f"D.b{res}.fromrgb")
+    old_rgb = full.node(f"D.b{low}.fromrgb")
+    low_first = next(s for s, _ in full.succs(old_rgb.id))
+    block_last = next(p for p, _ in out.preds(low_first.id) if p.resolution == res)
+    down = out.add(Node(id=f"D.b{res}.skip_down", net="D", kind="downsample", resolution=res,
+                        role=Role.SKIP, layer=DownsampleLayer(kind="downsample"), span=new_rgb.span))
+    out.connect(img.id, down.id)
+    out.add(old_rgb)
+    out.connect(down.id, old_rgb.id)
+    lerp = out.add(Node(id=f"D.b{res}.fade", net="D", kind="lerp", resolution=res,
+                        role=Role.FADE, span=new_rgb.span))
+    out.disconnect(block_last.id, low_first.id)
+    out.connect(old_rgb.id, lerp.id, EdgeKind.FADE_SKIP)
+    out.connect(block_last.id, lerp.id, EdgeKind.FADE_NEW)
+    out.connect(lerp.id, low_first.id)
+    return out
+
+
+def verify(graph: BlockGraph) -> BlockGraph:
+    """Check the invariants every pass must keep: acyclic, one input, one output, every kind
+    known, every shape set, shapes agree on every edge, lerps have one new and one skip input."""
+    problems: list[str] = []
+    if not graph.is_acyclic():
+        problems.append("graph has a cycle")
+    if len(graph.sources()) != 1:
+        problems.append(f"expected one input, found {[n.id for n in graph.sources()]}")
+    if len(graph.sinks()) != 1:
+        problems.append(f"expected one output, found {[n.id for n in graph.sinks()]}")
+    for node in graph.nodes():
+        try:
+            get_kind(node.kind)
+        except KeyError as err:
+            problems.append(f"{node.id}: {err.args[0]}")
+        if node.in_shape is None or node.out_shape is None:
+            problems.append(f"{node.id}: shape not inferred")
+        preds = graph.preds(node.id)
+        for p, _ in preds:
+            if p.out_shape != node.in_shape:
+                problems.append(f"{p.id} -> {node.id}: {p.out_shape} != {node.in_shape}")
+        if node.kind == "lerp":
+            kinds = sorted(k.value for _, k in preds)
+            if kinds != ["fade_new", "fade_skip"]:
+                problems.append(f"{node.id}: lerp inputs {kinds}")
+        elif len(preds) > 1:
+            problems.append(f"{node.id}: {len(preds)} inputs")
+    if problems:
+        raise AssertionError("IR verification failed:\n  " + "\n  ".join(problems))
+    return graph

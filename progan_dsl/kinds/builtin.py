@@ -1,0 +1,289 @@
+"""The built-in layer kinds of the paper's networks (Table 2 and Section 4).
+
+Spec kinds: conv, upsample, downsample, project (G's latent -> 4x4 "Conv 4x4"), dense (D's
+"Conv 4x4" and final "Fully-connected"), minibatch_stddev, pixel_norm.
+IR-only kinds: input, lerp (fade-in), conv_up / conv_down (the fused-scale convs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from progan_dsl.kinds.base import (
+    Activation,
+    ChannelRef,
+    InferContext,
+    LayerBase,
+    LayerKind,
+    NodeFacts,
+    Shape,
+    register,
+)
+
+RUNTIME = "progan_dsl.nn.layers"
+
+
+# ---- spec parameter models -------------------------------------------------------------------
+
+
+class ConvLayer(LayerBase):
+    """A convolution with bias, activation and (in G) pixel norm; 'same' padding."""
+
+    kind: Literal["conv"] = Field(description="Convolution (Table 2 'Conv KxK').")
+    kernel: int = Field(3, ge=1, le=9, description="Kernel size (odd); 3 in Table 2, 1 for toRGB/fromRGB.")
+    out: ChannelRef = Field("this", description="Output channels: 'this', 'lower' or a number.")
+    activation: Activation | None = Field(None, description="Activation; default: the network's.")
+    gain: float | None = Field(None, gt=0, description="He-init gain; default: architecture.gain.")
+    normalize: bool | None = Field(
+        None, description="Pixel norm after the activation; default: on in G, off in D."
+    )
+
+
+class UpsampleLayer(LayerBase):
+    kind: Literal["upsample"] = Field(description="Nearest-neighbour 2x upsampling (Table 2 'Upsample').")
+
+
+class DownsampleLayer(LayerBase):
+    kind: Literal["downsample"] = Field(description="2x2 average pooling (Table 2 'Downsample').")
+    takes_activation: bool = Field(
+        True,
+        description="Directly after a conv, pool first and apply that conv's activation after "
+        "pooling (bias commutes with pooling), as the official fused_scale networks compute; the "
+        "conv and the pooling can then be fused exactly. false: activation before pooling, Table 2's "
+        "literal order (that pair is then never fused).",
+    )
+
+
+class ProjectLayer(LayerBase):
+    kind: Literal["project"] = Field(
+        description="Dense layer from the latent vector to C x H x W maps (G's first 'Conv 4x4')."
+    )
+    out: ChannelRef = Field("this", description="Output channels.")
+    activation: Activation | None = Field(None, description="Activation; default: the network's.")
+    gain: float | None = Field(None, gt=0, description="He-init gain (official: sqrt(2)/4).")
+    normalize: bool | None = Field(None, description="Pixel norm after the activation.")
+
+
+class DenseLayer(LayerBase):
+    kind: Literal["dense"] = Field(
+        description="Flatten, then fully connected (D's 'Conv 4x4' and final 'Fully-connected')."
+    )
+    out: ChannelRef = Field(description="Output features.")
+    activation: Activation | None = Field(None, description="Activation; default: the network's.")
+    gain: float | None = Field(None, gt=0, description="He-init gain; 1 for the linear output.")
+
+
+class MinibatchStddevLayer(LayerBase):
+    kind: Literal["minibatch_stddev"] = Field(description="Minibatch standard deviation (Section 3).")
+    group_size: int = Field(4, ge=1, le=256, description="Samples per group (paper/official: 4).")
+    num_features: int = Field(1, ge=1, le=16, description="Extra feature maps appended (paper: 1).")
+
+
+class PixelNormLayer(LayerBase):
+    kind: Literal["pixel_norm"] = Field(description="Pixelwise feature normalisation (Section 4.2).")
+
+
+# ---- shape inference --------------------------------------------------------------------------
+
+
+def _need_maps(shape: Shape, what: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ValueError(f"{what} needs feature maps [C, H, W] as input, got a vector {list(shape)}")
+    return shape[0], shape[1], shape[2]
+
+
+def _halve(shape: Shape, what: str) -> Shape:
+    c, h, w = _need_maps(shape, what)
+    if h % 2 or w % 2 or h < 2 or w < 2:
+        raise ValueError(f"{what} needs even height and width, got {h}x{w}")
+    return (c, h // 2, w // 2)
+
+
+def _infer_conv(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    _, h, w = _need_maps(shape, "conv")
+    return (ctx.channels(layer.out), h, w)
+
+
+def _infer_conv_up(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    _, h, w = _need_maps(shape, "conv_up")
+    return (ctx.channels(layer.out), 2 * h, 2 * w)
+
+
+def _infer_conv_down(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    _, h, w = _halve(shape, "conv_down")
+    return (ctx.channels(layer.out), h, w)
+
+
+def _infer_upsample(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    c, h, w = _need_maps(shape, "upsample")
+    return (c, 2 * h, 2 * w)
+
+
+def _infer_downsample(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    return _halve(shape, "downsample")
+
+
+def _infer_project(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    if len(shape) != 1:
+        raise ValueError(f"project needs a vector input (the latent), got maps {list(shape)}")
+    return (ctx.channels(layer.out), *ctx.spatial)
+
+
+def _infer_dense(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    return (ctx.channels(layer.out),)
+
+
+def _infer_mbstd(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    c, h, w = _need_maps(shape, "minibatch_stddev")
+    return (c + layer.num_features, h, w)
+
+
+def _same(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    return shape
+
+
+# ---- parameter counts and constructor arguments ------------------------------------------------
+
+
+def _prod(shape: Shape) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def _count_conv(n: NodeFacts) -> int:
+    k = n.layer.kernel if n.layer is not None else 3
+    return n.in_shape[0] * n.out_shape[0] * k * k + n.out_shape[0]
+
+
+def _count_project(n: NodeFacts) -> int:
+    return n.in_shape[0] * _prod(n.out_shape) + n.out_shape[0]  # bias per output channel
+
+
+def _count_dense(n: NodeFacts) -> int:
+    return _prod(n.in_shape) * n.out_shape[0] + n.out_shape[0]
+
+
+def _none(n: NodeFacts) -> int:
+    return 0
+
+
+def _act_args(n: NodeFacts) -> dict[str, Any]:
+    args: dict[str, Any] = {"act": n.activation}
+    if n.activation == "lrelu":
+        args["slope"] = n.slope
+    return args
+
+
+def _weight_args(n: NodeFacts) -> dict[str, Any]:
+    args: dict[str, Any] = {"gain": n.gain}
+    if not n.equalized:
+        args["equalized"] = False
+    return args
+
+
+def _norm_args(n: NodeFacts) -> dict[str, Any]:
+    return {"pixel_norm": True, "eps": n.norm_eps} if n.normalize else {}
+
+
+def _conv_ctor(mode: str) -> Any:
+    def ctor(n: NodeFacts) -> dict[str, Any]:
+        k = n.layer.kernel if n.layer is not None else 3
+        args: dict[str, Any] = {"in_channels": n.in_shape[0], "out_channels": n.out_shape[0], "kernel": k}
+        if mode != "same":
+            args["mode"] = mode
+        return args | _weight_args(n) | _act_args(n) | _norm_args(n)
+
+    return ctor
+
+
+def _project_ctor(n: NodeFacts) -> dict[str, Any]:
+    args = {"in_features": n.in_shape[0], "out_shape": list(n.out_shape)}
+    return args | _weight_args(n) | _act_args(n) | _norm_args(n)
+
+
+def _dense_ctor(n: NodeFacts) -> dict[str, Any]:
+    args = {"in_features": _prod(n.in_shape), "out_features": n.out_shape[0]}
+    return args | _weight_args(n) | _act_args(n)
+
+
+def _conv_label(prefix: str) -> Any:
+    def label(n: NodeFacts) -> str:
+        k = n.layer.kernel if n.layer is not None else 3
+        return f"{prefix}Conv {k}x{k}"
+
+    return label
+
+
+register(LayerKind(
+    name="conv", params=ConvLayer, infer=_infer_conv, count=_count_conv,
+    runtime=f"{RUNTIME}:EqConv2d", ctor=_conv_ctor("same"), label=_conv_label(""),
+    style={"shape": "box", "fillcolor": "#cfe2ff"}, has_activation=True, has_weights=True,
+    description="convolution",
+))
+register(LayerKind(
+    name="conv_up", params=None, infer=_infer_conv_up, count=_count_conv,
+    runtime=f"{RUNTIME}:EqConv2d", ctor=_conv_ctor("up"), label=_conv_label("Upsample + "),
+    style={"shape": "box", "fillcolor": "#9ec5fe"}, has_activation=True, has_weights=True,
+    description="nearest 2x upsample fused with a 3x3 conv: stride-2 transposed 4x4 conv",
+))
+register(LayerKind(
+    name="conv_down", params=None, infer=_infer_conv_down, count=_count_conv,
+    runtime=f"{RUNTIME}:EqConv2d", ctor=_conv_ctor("down"),
+    label=lambda n: _conv_label("")(n) + " + Downsample",
+    style={"shape": "box", "fillcolor": "#9ec5fe"}, has_activation=True, has_weights=True,
+    description="3x3 conv fused with 2x2 average pooling: stride-2 4x4 conv",
+))
+register(LayerKind(
+    name="upsample", params=UpsampleLayer, infer=_infer_upsample, count=_none,
+    runtime=f"{RUNTIME}:Upsample2x", ctor=lambda n: {}, label=lambda n: "Upsample",
+    style={"shape": "invtrapezium", "fillcolor": "#d1e7dd"}, description="nearest 2x",
+))
+register(LayerKind(
+    name="downsample", params=DownsampleLayer, infer=_infer_downsample, count=_none,
+    runtime=f"{RUNTIME}:Downsample2x", ctor=_act_args, label=lambda n: "Downsample",
+    style={"shape": "trapezium", "fillcolor": "#d1e7dd"}, has_activation=True,
+    description="2x2 average pooling",
+))
+register(LayerKind(
+    name="project", params=ProjectLayer, infer=_infer_project, count=_count_project,
+    runtime=f"{RUNTIME}:EqProject", ctor=_project_ctor,
+    label=lambda n: f"Conv {n.out_shape[1]}x{n.out_shape[2]}",
+    style={"shape": "box", "fillcolor": "#e2d9f3"}, has_activation=True, has_weights=True,
+    description="dense latent -> C x H x W",
+))
+register(LayerKind(
+    name="dense", params=DenseLayer, infer=_infer_dense, count=_count_dense,
+    runtime=f"{RUNTIME}:EqDense", ctor=_dense_ctor,
+    label=lambda n: f"Conv {n.in_shape[1]}x{n.in_shape[2]}" if len(n.in_shape) == 3 and n.in_shape[1] > 1
+    else "Fully-connected",
+    style={"shape": "box", "fillcolor": "#e2d9f3"}, has_activation=True, has_weights=True,
+    description="flatten + fully connected",
+))
+register(LayerKind(
+    name="minibatch_stddev", params=MinibatchStddevLayer, infer=_infer_mbstd, count=_none,
+    runtime=f"{RUNTIME}:MinibatchStddev",
+    ctor=lambda n: {"group_size": n.layer.group_size, "num_features": n.layer.num_features},
+    label=lambda n: "Minibatch stddev",
+    style={"shape": "hexagon", "fillcolor": "#fff3cd"},
+))
+register(LayerKind(
+    name="pixel_norm", params=PixelNormLayer, infer=_same, count=_none,
+    runtime=f"{RUNTIME}:PixelNorm", ctor=lambda n: {"eps": n.norm_eps},
+    label=lambda n: "Pixel norm", style={"shape": "hexagon", "fillcolor": "#f8d7da"},
+))
+register(LayerKind(
+    name="input", params=None, infer=_same, count=_none,
+    runtime=f"{RUNTIME}:Identity", ctor=lambda n: {},
+    label=lambda n: "Latent vector" if len(n.out_shape) == 1 else "Image",
+    style={"shape": "oval", "fillcolor": "#ffffff"},
+))
+register(LayerKind(
+    name="lerp", params=None, infer=_same, count=_none,
+    runtime=f"{RUNTIME}:Identity", ctor=lambda n: {},
+    label=lambda n: "Fade-in lerp", style={"shape": "circle", "fillcolor": "#ffe5d0"},
+    description="(1 - alpha) * old + alpha * new",
+))

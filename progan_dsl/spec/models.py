@@ -1,0 +1,474 @@
+"""The spec language (spec_version 1): every pydantic model of a spec, in one place.
+
+Numbers from the paper sit on field defaults with their source. Cross-field rules are the named
+`check_*` functions at the bottom; each returns (key path, message) pairs so that one bad spec
+reports all its problems at once, each at its own line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from progan_dsl.kinds import LayerBase, get_kind, spec_kind_names
+from progan_dsl.kinds.builtin import ConvLayer
+
+SPEC_VERSION = 1
+
+# Official ProGAN defaults (tkarras/progressive_growing_of_gans, config.py / networks.py) and the
+# paper (arXiv 1710.10196): Section 4.1 equalized learning rate, 4.2 pixel norm, Appendix A.
+HE_GAIN = math.sqrt(2.0)  # Section 4.1: He initialiser constant sqrt(2 / fan_in)
+LRELU_SLOPE = 0.2  # Appendix A: leaky ReLU with leakiness 0.2
+PIXEL_NORM_EPS = 1e-8  # Section 4.2, epsilon = 1e-8
+CHANNEL_BASE = 8192  # official fmap_base: nf(stage) = min(8192 / 2**stage, 512)
+CHANNEL_MAX = 512  # official fmap_max
+ADAM_LR = 0.001  # Appendix A
+ADAM_BETA1 = 0.0  # Appendix A
+ADAM_BETA2 = 0.99  # Appendix A
+ADAM_EPS = 1e-8  # Appendix A
+WGAN_GP_LAMBDA = 10.0  # Appendix A, Gulrajani et al.
+WGAN_DRIFT = 0.001  # Appendix A: epsilon_drift
+G_EMA_DECAY = 0.999  # official G_smoothing (Section 5 uses an exponential running average of G)
+MBSTD_GROUP = 4  # official minibatch_stddev_layer group_size
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$", strict=True)]
+Resolution = Annotated[int, Field(ge=1, le=1 << 16)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+
+def _rule_error(loc: tuple[Any, ...], msg: str, value: Any = None) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("spec_rule", msg), loc=loc, input=value  # type: ignore[typeddict-item]
+    )
+
+
+def validate_layer(value: Any) -> LayerBase:
+    """Validate one layer mapping against the parameters of its `kind` (the kind registry)."""
+    if isinstance(value, LayerBase):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("layer_type", "a layer must be a mapping with a 'kind' key")
+    names = spec_kind_names()
+    kind = value.get("kind")
+    if kind is None:
+        raise ValidationError.from_exception_data(
+            "Layer", [_rule_error(("kind",), f"missing layer kind (one of: {', '.join(names)})")]
+        )
+    if not isinstance(kind, str) or kind not in names:
+        close = difflib.get_close_matches(str(kind), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValidationError.from_exception_data(
+            "Layer",
+            [_rule_error(("kind",), f"unknown layer kind {kind!r} ({hint}allowed: {', '.join(names)})", kind)],
+        )
+    params = get_kind(kind).params
+    assert params is not None
+    return params.model_validate(value)
+
+
+Layer = Annotated[
+    LayerBase,
+    PlainValidator(validate_layer),
+    PlainSerializer(lambda layer: layer.model_dump(mode="json"), return_type=dict),
+    WithJsonSchema({"$ref": "#/$defs/Layer"}),
+]
+
+
+def _rgb_default() -> ConvLayer:
+    return ConvLayer(kind="conv", kernel=1)
+
+
+# ---- architecture ----------------------------------------------------------------------------
+
+
+class ChannelRule(Model):
+    """The official width rule: nf(stage) = clamp(base / 2**(stage * decay), min, max), where
+    stage = 1 at the base resolution and grows by one per doubling."""
+
+    base: int = Field(CHANNEL_BASE, ge=1, description="fmap_base (official: 8192).")
+    max: int = Field(CHANNEL_MAX, ge=1, description="fmap_max (official: 512).")
+    min: int = Field(1, ge=1, description="Lower clamp.")
+    decay: float = Field(1.0, gt=0, description="fmap_decay (official: 1.0).")
+
+
+class Channels(Model):
+    """Channel width per resolution: the official rule or an explicit table (exactly one)."""
+
+    rule: ChannelRule | None = Field(None, description="Width from the official rule.")
+    table: dict[Resolution, Annotated[int, Field(ge=1, le=65536)]] | None = Field(
+        None, description="Explicit width per resolution (Table 2: 4..32: 512, 64: 256, ... 1024: 16)."
+    )
+
+    @model_validator(mode="after")
+    def check_exactly_one(self) -> Channels:
+        if (self.rule is None) == (self.table is None):
+            raise PydanticCustomError("spec_rule", "give exactly one of 'rule' or 'table'")
+        return self
+
+
+class ActivationSpec(Model):
+    kind: Literal["lrelu", "relu"] = Field("lrelu", description="Hidden-layer activation.")
+    slope: float = Field(LRELU_SLOPE, ge=0, lt=1, description="Leaky ReLU slope (paper: 0.2).")
+
+
+class PixelNormSpec(Model):
+    """Section 4.2: x / sqrt(mean_c(x^2) + eps) after every conv in G, and on the latent."""
+
+    enabled: bool = Field(True, description="Pixel norm after every G conv (Section 4.2).")
+    epsilon: float = Field(PIXEL_NORM_EPS, gt=0, lt=1, description="Epsilon (paper: 1e-8).")
+    latent: bool = Field(True, description="Normalise the latent vector too (official).")
+
+
+class GeneratorSpec(Model):
+    first_block: list[Layer] = Field(min_length=1, description="Layers at the base resolution.")
+    block: list[Layer] = Field(min_length=1, description="Template repeated at every higher resolution.")
+    overrides: dict[Resolution, list[Layer]] = Field(
+        default_factory=dict, description="Per-resolution replacement of the block template."
+    )
+    to_rgb: ConvLayer = Field(
+        default_factory=lambda: ConvLayer(kind="conv", kernel=1, activation="linear", gain=1.0),
+        description="toRGB: always outputs image_channels (Table 2: Conv 1x1, linear, gain 1).",
+    )
+
+
+class DiscriminatorSpec(Model):
+    from_rgb: ConvLayer = Field(
+        default_factory=_rgb_default, description="fromRGB (Table 2: Conv 1x1, LReLU)."
+    )
+    block: list[Layer] = Field(min_length=1, description="Template repeated above the base resolution.")
+    last_block: list[Layer] = Field(min_length=1, description="Layers at the base resolution.")
+    overrides: dict[Resolution, list[Layer]] = Field(
+        default_factory=dict, description="Per-resolution replacement of the block template."
+    )
+
+
+class Architecture(Model):
+    latent_size: int = Field(512, ge=1, le=65536, description="Latent vector length (Table 2: 512).")
+    image_channels: int = Field(3, ge=1, le=4, description="Image channels (3 RGB, 1 grayscale).")
+    base_shape: tuple[int, int] = Field(
+        (4, 4), description="(height, width) of the first stage; 4x4 in the paper, 4x8 gives 2:1 images."
+    )
+    final_resolution: Resolution = Field(description="Longer side of the final images.")
+    channels: Channels = Field(description="Feature-map widths per resolution.")
+    activation: ActivationSpec = Field(default_factory=ActivationSpec)
+    gain: float = Field(HE_GAIN, gt=0, description="Default He gain (Section 4.1: sqrt(2)).")
+    equalized_lr: bool = Field(True, description="Equalized learning rate (Section 4.1).")
+    pixel_norm: PixelNormSpec = Field(default_factory=PixelNormSpec)
+    fade_in: bool = Field(True, description="Smooth fade-in of new blocks (Section 2, Figure 2).")
+    fused_scale: bool = Field(
+        True,
+        description="Fuse upsample+conv into a transposed conv and conv+downsample into a strided "
+        "conv (official fused_scale): same maths and parameters, fewer FLOPs.",
+    )
+    generator: GeneratorSpec
+    discriminator: DiscriminatorSpec
+
+    # -- derived facts, used by the IR builder and the training schedule --
+    @property
+    def base_resolution(self) -> int:
+        return max(self.base_shape)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Ascending resolutions (longer side) from the base to the final one."""
+        out, r = [], self.base_resolution
+        while r <= self.final_resolution:
+            out.append(r)
+            r *= 2
+        return out
+
+    def spatial(self, resolution: int) -> tuple[int, int]:
+        """(H, W) of the maps at a resolution."""
+        scale = resolution // self.base_resolution
+        return (self.base_shape[0] * scale, self.base_shape[1] * scale)
+
+    def channels_at(self, resolution: int) -> int:
+        if self.channels.table is not None:
+            return self.channels.table[resolution]
+        rule = self.channels.rule
+        assert rule is not None
+        stage = int(math.log2(resolution // self.base_resolution)) + 1
+        return int(min(max(rule.base / 2 ** (stage * rule.decay), rule.min), rule.max))
+
+
+# ---- training --------------------------------------------------------------------------------
+
+
+class WganGpLoss(Model):
+    kind: Literal["wgan_gp"] = Field(description="WGAN-GP with drift (paper, Appendix A).")
+    gp_lambda: float = Field(WGAN_GP_LAMBDA, ge=0, description="Gradient penalty weight (10).")
+    gp_target: float = Field(1.0, gt=0, description="Target gradient norm (1).")
+    drift: float = Field(WGAN_DRIFT, ge=0, description="Drift term epsilon_drift * E[D(x)^2] (0.001).")
+
+
+class LsganLoss(Model):
+    kind: Literal["lsgan"] = Field(description="Least-squares GAN (paper Section 6.1 also shows it).")
+
+
+class LogisticLoss(Model):
+    kind: Literal["logistic"] = Field(description="Non-saturating logistic loss.")
+    r1_gamma: float = Field(10.0, ge=0, description="R1 penalty weight on real images (0 = off).")
+
+
+Loss = Annotated[WganGpLoss | LsganLoss | LogisticLoss, Field(discriminator="kind")]
+
+
+class OptimizerSpec(Model):
+    kind: Literal["adam"] = "adam"
+    lr: float = Field(ADAM_LR, gt=0, description="Learning rate (Appendix A: 0.001).")
+    beta1: float = Field(ADAM_BETA1, ge=0, lt=1, description="Adam beta1 (0).")
+    beta2: float = Field(ADAM_BETA2, ge=0, lt=1, description="Adam beta2 (0.99).")
+    eps: float = Field(ADAM_EPS, gt=0, description="Adam epsilon (1e-8).")
+    reset_per_phase: bool = Field(
+        True, description="Reset optimiser state when a phase starts (official reset_opt_for_new_lod)."
+    )
+
+
+Kimg = Annotated[float, Field(ge=0)]
+
+
+class ScheduleSpec(Model):
+    fade_kimg: Kimg | dict[Resolution, Kimg] = Field(
+        600, description="Thousands of images per fade-in phase (paper 800, official 600), or a table."
+    )
+    stable_kimg: Kimg | dict[Resolution, Kimg] = Field(
+        600, description="Thousands of images per stabilisation phase, or a table."
+    )
+    total_kimg: Kimg | None = Field(
+        None, description="Total length; the final resolution trains until then (official 12000)."
+    )
+    minibatch: dict[Resolution, Annotated[int, Field(ge=1, le=65536)]] = Field(
+        description="Global minibatch per resolution (every resolution)."
+    )
+    learning_rate: dict[Resolution, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Learning-rate overrides per resolution."
+    )
+
+    def kimg(self, which: Literal["fade", "stable"], resolution: int) -> float:
+        value = self.fade_kimg if which == "fade" else self.stable_kimg
+        if isinstance(value, dict):
+            return float(value[resolution])
+        return float(value)
+
+
+class EmaSpec(Model):
+    enabled: bool = True
+    decay: float = Field(G_EMA_DECAY, ge=0, lt=1, description="G EMA decay per step (official 0.999).")
+
+
+class SnapshotSpec(Model):
+    every_kimg: Kimg = Field(100, gt=0, description="Checkpoint interval.")
+    keep: int = Field(3, ge=1, description="Checkpoints kept (oldest deleted).")
+
+
+class EvaluationSpec(Model):
+    every_kimg: Kimg | None = Field(None, description="Metric interval (none: only at the end).")
+    metrics: list[Literal["swd", "msssim", "fid", "kid"]] = Field(default_factory=lambda: ["swd"])
+    num_images: int = Field(2048, ge=16, description="Images per metric evaluation.")
+
+
+class DatasetSpec(Model):
+    path: str | None = Field(None, description="Dataset folder made by progan-dataset.")
+    mirror: bool = Field(False, description="Random horizontal flips (official mirror_augment).")
+
+
+class GridSpec(Model):
+    rows: int = Field(8, ge=1, le=64)
+    cols: int = Field(8, ge=1, le=64)
+
+
+class TrainingSpec(Model):
+    loss: Loss = Field(default_factory=lambda: WganGpLoss(kind="wgan_gp"))
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec
+    d_repeats: int = Field(1, ge=1, le=16, description="D steps per G step (official 1).")
+    ema: EmaSpec = Field(default_factory=EmaSpec)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA.")
+    tick_kimg: Kimg = Field(10, gt=0, description="Progress/log/grid interval.")
+    snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    grid: GridSpec = Field(default_factory=GridSpec)
+
+
+# ---- the spec --------------------------------------------------------------------------------
+
+RuleResult = list[tuple[tuple[Any, ...], str]]
+
+
+class Spec(Model):
+    """A ProGAN spec: architecture and training schedule."""
+
+    spec_version: Literal[1] = Field(description="Spec language version (1).")
+    name: Identifier = Field(description="Spec name (an identifier: it reaches generated code).")
+    description: str = Field("", max_length=2000)
+    architecture: Architecture
+    training: TrainingSpec
+
+    @model_validator(mode="after")
+    def cross_field_rules(self) -> Spec:
+        problems: RuleResult = []
+        for rule in RULES:
+            problems += rule(self)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Spec", [_rule_error(loc, msg) for loc, msg in problems]
+            )
+        return self
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def check_resolutions_are_powers_of_two(spec: Spec) -> RuleResult:
+    arch = spec.architecture
+    out: RuleResult = []
+    for i, side in enumerate(arch.base_shape):
+        if not _pow2(side) or side < 2:
+            out.append((("architecture", "base_shape", i), f"{side} is not a power of two >= 2"))
+    if out:
+        return out
+    base, final = arch.base_resolution, arch.final_resolution
+    if final < base or not _pow2(final // base) or final % base:
+        out.append((
+            ("architecture", "final_resolution"),
+            f"{final} is not the base resolution {base} times a power of two "
+            f"(allowed: {', '.join(str(base << k) for k in range(9))})",
+        ))
+    return out
+
+
+def _resolutions(spec: Spec) -> list[int] | None:
+    return spec.architecture.resolutions if not check_resolutions_are_powers_of_two(spec) else None
+
+
+def _table_keys(table: dict[int, Any], loc: tuple[Any, ...], res: list[int], *, full: bool) -> RuleResult:
+    out: RuleResult = []
+    for key in table:
+        if key not in res:
+            out.append((loc + (key,), f"{key} is not a resolution of this spec (resolutions: {res})"))
+    missing = [r for r in res if r not in table]
+    if full and missing:
+        out.append((loc, f"missing resolutions {missing}: every resolution {res} needs a value"))
+    return out
+
+
+def check_channel_table_covers_resolutions(spec: Spec) -> RuleResult:
+    res, table = _resolutions(spec), spec.architecture.channels.table
+    if res is None or table is None:
+        return []
+    return _table_keys(table, ("architecture", "channels", "table"), res, full=True)
+
+
+def check_channels_do_not_grow(spec: Spec) -> RuleResult:
+    res = _resolutions(spec)
+    if res is None or check_channel_table_covers_resolutions(spec):
+        return []
+    arch, out = spec.architecture, []
+    for lo, hi in zip(res, res[1:]):
+        if arch.channels_at(hi) > arch.channels_at(lo):
+            loc = ("architecture", "channels") + (("table", hi) if arch.channels.table else ("rule",))
+            out.append((loc, f"channels grow from {arch.channels_at(lo)} at {lo} to "
+                             f"{arch.channels_at(hi)} at {hi}; widths must not grow with resolution"))
+    return out
+
+
+def check_overrides_name_resolutions(spec: Spec) -> RuleResult:
+    res = _resolutions(spec)
+    if res is None:
+        return []
+    out: RuleResult = []
+    for net in ("generator", "discriminator"):
+        overrides = getattr(spec.architecture, net).overrides
+        above_base = res[1:]
+        out += _table_keys(overrides, ("architecture", net, "overrides"), above_base, full=False)
+    return out
+
+
+def check_schedule_covers_resolutions(spec: Spec) -> RuleResult:
+    res = _resolutions(spec)
+    if res is None:
+        return []
+    sched, loc = spec.training.schedule, ("training", "schedule")
+    out = _table_keys(sched.minibatch, loc + ("minibatch",), res, full=True)
+    out += _table_keys(sched.learning_rate, loc + ("learning_rate",), res, full=False)
+    for key in ("fade_kimg", "stable_kimg"):
+        value = getattr(sched, key)
+        if isinstance(value, dict):
+            need = res[1:] if key == "fade_kimg" else res
+            out += _table_keys(value, loc + (key,), need, full=True)
+    return out
+
+
+def check_total_kimg_reaches_final_resolution(spec: Spec) -> RuleResult:
+    res = _resolutions(spec)
+    sched = spec.training.schedule
+    if res is None or sched.total_kimg is None or check_schedule_covers_resolutions(spec):
+        return []
+    before_final = sum(sched.kimg("stable", r) for r in res[:-1])
+    if spec.architecture.fade_in:
+        before_final += sum(sched.kimg("fade", r) for r in res[1:])
+    if sched.total_kimg < before_final:
+        return [(("training", "schedule", "total_kimg"),
+                 f"{sched.total_kimg:g} kimg ends before the final resolution is reached "
+                 f"({before_final:g} kimg of growing phases come first)")]
+    return []
+
+
+def check_minibatch_fits_groups(spec: Spec) -> RuleResult:
+    groups = [
+        layer.group_size  # type: ignore[attr-defined]
+        for layer in spec.architecture.discriminator.last_block
+        if layer.kind == "minibatch_stddev"  # type: ignore[attr-defined]
+    ]
+    out: RuleResult = []
+    for res, batch in spec.training.schedule.minibatch.items():
+        for g in groups:
+            if batch % min(g, batch):
+                out.append((("training", "schedule", "minibatch", res),
+                            f"minibatch {batch} is not a multiple of the minibatch-stddev group size {g}"))
+    return out
+
+
+def check_rgb_layers_have_no_out(spec: Spec) -> RuleResult:
+    out: RuleResult = []
+    for net, key in (("generator", "to_rgb"), ("discriminator", "from_rgb")):
+        layer = getattr(getattr(spec.architecture, net), key)
+        if "out" in layer.model_fields_set and not (key == "from_rgb" and layer.out == "this"):
+            what = "image_channels" if key == "to_rgb" else "the block's channels"
+            out.append((("architecture", net, key, "out"), f"{key} always outputs {what}; remove 'out'"))
+    return out
+
+
+RULES: list[Callable[[Spec], RuleResult]] = [
+    check_resolutions_are_powers_of_two,
+    check_channel_table_covers_resolutions,
+    check_channels_do_not_grow,
+    check_overrides_name_resolutions,
+    check_schedule_covers_resolutions,
+    check_total_kimg_reaches_final_resolution,
+    check_minibatch_fits_groups,
+    check_rgb_layers_have_no_out,
+]
