@@ -1,1 +1,1 @@
-"""nn package."""
+"""The small layer runtime that generated modules are built from (see `layers.py`)."""

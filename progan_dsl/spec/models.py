@@ -91,7 +91,7 @@ Layer = Annotated[
     LayerBase,
     PlainValidator(validate_layer),
     PlainSerializer(lambda layer: layer.model_dump(mode="json"), return_type=dict),
-    WithJsonSchema({"$ref": "#/$defs/Layer"}),
+    WithJsonSchema({"type": "object", "x-progan-layer": True}),  # filled in by schema.py
 ]
 
 

@@ -1,0 +1,174 @@
+"""The view model of one generated module: every name, literal and line decided here.
+
+Only validated identifiers and plain literals (ints, floats, bools, layer-kind strings) reach the
+source: `literal()` refuses anything else, so a spec can never inject code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count
+from progan_dsl.kinds import get_kind
+
+RUNTIME_MODULE = "progan_dsl.nn.layers"
+RUNTIME_ALIAS = "L"
+POSITIONAL = ("in_channels", "out_channels", "in_features", "out_features", "out_shape")
+INPUT_VAR = {"G": "z", "D": "img"}
+NET_NAME = {"G": "Generator", "D": "Discriminator"}
+
+
+@dataclass(frozen=True)
+class LayerLine:
+    attr: str
+    ctor: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class StepLine:
+    code: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class ModuleView:
+    header: list[str]
+    imports: list[str]
+    class_name: str
+    docstring: str
+    input_var: str
+    has_alpha: bool
+    layers: list[LayerLine]
+    steps: list[StepLine]
+    output_var: str
+
+
+def class_name(net: str, stage: Stage) -> str:
+    return f"{NET_NAME[net]}{stage.resolution}{stage.phase.capitalize()}"
+
+
+def literal(value: Any) -> str:
+    """Python source for a plain value; refuses anything that is not a plain literal."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == math.sqrt(2.0):
+            return f"{RUNTIME_ALIAS}.SQRT2"
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite literal {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        if not value.replace("_", "").isalnum() or not value.isascii():
+            raise ValueError(f"refusing to put string {value!r} into generated code")
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    raise TypeError(f"refusing to put {type(value).__name__} into generated code")
+
+
+def _identifier(name: str) -> str:
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"refusing non-identifier {name!r} in generated code")
+    return name
+
+
+def shape_comment(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(["N", *map(str, shape)]) + "]"
+
+
+def _module_alias(module: str, runtime_import: str | None) -> str:
+    return RUNTIME_ALIAS if module == RUNTIME_MODULE else module.replace(".", "_")
+
+
+def _imports(graph: BlockGraph, runtime_import: str) -> list[str]:
+    modules = sorted({get_kind(n.kind).runtime_module for n in graph.nodes() if _is_layer(n)})
+    lines = ["import torch", "from torch import Tensor, nn", "", runtime_import]
+    for module in modules:
+        if module != RUNTIME_MODULE:
+            lines.append(f"import {module} as {_module_alias(module, None)}")
+    return lines
+
+
+def _is_layer(node: Node) -> bool:
+    return node.kind not in ("input", "lerp")
+
+
+def _ctor(node: Node) -> str:
+    kind = get_kind(node.kind)
+    args = kind.ctor(node.facts())
+    parts = [literal(args[k]) for k in POSITIONAL if k in args]
+    parts += [f"{_identifier(k)}={literal(v)}" for k, v in args.items() if k not in POSITIONAL]
+    alias = _module_alias(kind.runtime_module, None)
+    return f"{alias}.{_identifier(kind.runtime_class)}({', '.join(parts)})"
+
+
+def _skip_branch(graph: BlockGraph) -> set[str]:
+    """Nodes that feed the fade-in lerp only through its skip input."""
+    for node in graph.nodes():
+        if node.kind == "lerp":
+            preds = dict((k, p) for p, k in graph.preds(node.id))
+            skip, new = preds[EdgeKind.FADE_SKIP], preds[EdgeKind.FADE_NEW]
+            on_skip = graph.ancestors(skip.id) | {skip.id}
+            on_new = graph.ancestors(new.id) | {new.id}
+            return {n for n in on_skip - on_new if graph.node(n).role != Role.INPUT}
+    return set()
+
+
+def module_view(graph: BlockGraph, stage: Stage, *, spec_name: str, spec_hash: str, fused: bool,
+                runtime_import: str = f"import {RUNTIME_MODULE} as {RUNTIME_ALIAS}") -> ModuleView:
+    net = graph.net
+    skip = _skip_branch(graph)
+    var: dict[str, str] = {}
+    holds: dict[str, str] = {}  # variable -> node whose output it currently holds
+    layers: list[LayerLine] = []
+    steps: list[StepLine] = []
+    for node in graph.nodes():
+        if node.kind == "input":
+            var[node.id] = INPUT_VAR[net]
+            holds[var[node.id]] = node.id
+            continue
+        preds = graph.preds(node.id)
+        for p, _ in preds:  # liveness check: every input is still in its variable
+            if holds.get(var[p.id]) != p.id:
+                raise AssertionError(f"codegen: {var[p.id]} was overwritten before {node.id} read it")
+        out = "skip" if node.id in skip else "x"
+        shape = shape_comment(node.out_shape or ())
+        if node.kind == "lerp":
+            by_kind = {k: var[p.id] for p, k in preds}
+            old, new = by_kind[EdgeKind.FADE_SKIP], by_kind[EdgeKind.FADE_NEW]
+            code = f"{out} = torch.lerp({old}, {new}, alpha.to({new}.dtype))"
+            steps.append(StepLine(code, f"{shape} fade-in: (1 - alpha) * {old} + alpha * {new}"))
+        else:
+            attr = _identifier(node.attr)
+            kind = get_kind(node.kind)
+            label = kind.label(node.facts())
+            act = f", {node.activation}" if kind.has_activation else ""
+            norm = ", pixel norm" if node.normalize else ""
+            layers.append(LayerLine(attr, _ctor(node), f"{node.id}: {label}{act}{norm}"))
+            steps.append(StepLine(f"{out} = self.{attr}({var[preds[0][0].id]})", shape))
+        var[node.id] = out
+        holds[out] = node.id
+    sink = graph.sinks()[0]
+    params = param_count(graph)
+    title = f"{NET_NAME[net]}, stage {stage.resolution} {stage.phase}"
+    fade = " alpha: fade-in weight of the new block, a 0-dim tensor in [0, 1]." if stage.phase == "fade" else ""
+    return ModuleView(
+        header=[
+            f"Generated by progan-dsl from spec '{_identifier(spec_name)}' (sha256 {spec_hash[:16]}).",
+            f"{title}: {params:,} trainable parameters; fused_scale={'on' if fused else 'off'}.",
+            "Do not edit: regenerate with `progan-compile SPEC --emit-source DIR`.",
+        ],
+        imports=_imports(graph, runtime_import),
+        class_name=class_name(net, stage),
+        docstring=f"{title} ({params:,} parameters).{fade}",
+        input_var=INPUT_VAR[net],
+        has_alpha=stage.phase == "fade",
+        layers=layers,
+        steps=steps,
+        output_var=var[sink.id],
+    )

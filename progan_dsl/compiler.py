@@ -1,0 +1,86 @@
+"""The compiler facade: spec file -> `Program` (graphs of every stage + generated modules).
+
+Training, export and `--emit-source` all get their modules here, from the one codegen path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codegen import class_name, load_class, module_view, render_stage
+from progan_dsl.ir import BlockGraph, CompiledGraphs, Stage, compile_graphs, param_count
+from progan_dsl.spec import LoadedSpec, Spec, load_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass
+class Program:
+    """A compiled spec. Sources and classes are generated on first use and cached."""
+
+    graphs: CompiledGraphs
+    _sources: dict[tuple[str, Stage], str] = field(default_factory=dict)
+    _classes: dict[tuple[str, Stage], Any] = field(default_factory=dict)
+
+    @property
+    def loaded(self) -> LoadedSpec:
+        return self.graphs.loaded
+
+    @property
+    def spec(self) -> Spec:
+        return self.graphs.spec
+
+    @property
+    def stages(self) -> list[Stage]:
+        return self.graphs.stages
+
+    @property
+    def fused(self) -> bool:
+        return self.graphs.fused
+
+    def stage(self, resolution: int, phase: str = "stable") -> Stage:
+        for st in self.stages:
+            if st.resolution == resolution and st.phase == phase:
+                return st
+        valid = ", ".join(str(s) for s in self.stages)
+        from progan_dsl.errors import UserError
+
+        raise UserError(f"no stage {resolution}/{phase} in spec '{self.spec.name}' (stages: {valid})")
+
+    @property
+    def final_stage(self) -> Stage:
+        return self.stages[-1]
+
+    def graph(self, net: str, stage: Stage) -> BlockGraph:
+        return self.graphs.stage_graph(net, stage)
+
+    def params(self, net: str, stage: Stage) -> int:
+        return param_count(self.graph(net, stage))
+
+    def source(self, net: str, stage: Stage) -> str:
+        key = (net, stage)
+        if key not in self._sources:
+            view = module_view(self.graph(net, stage), stage, spec_name=self.spec.name,
+                               spec_hash=self.loaded.hash, fused=self.fused)
+            self._sources[key] = render_stage(view)
+        return self._sources[key]
+
+    def module_class(self, net: str, stage: Stage) -> type[nn.Module]:
+        key = (net, stage)
+        if key not in self._classes:
+            tag = "fused" if self.fused else "plain"
+            filename = f"<progan:{self.spec.name}:{self.loaded.hash[:8]}:{tag}:{net}_{stage.name}>"
+            self._classes[key] = load_class(self.source(net, stage), filename, class_name(net, stage))
+        return self._classes[key]
+
+    def build(self, net: str, stage: Stage) -> nn.Module:
+        """A fresh module of this network and stage (weights initialised N(0, 1), biases 0)."""
+        return self.module_class(net, stage)()
+
+
+def compile_spec(spec: str | Path | LoadedSpec, *, fused: bool | None = None) -> Program:
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    return Program(graphs=compile_graphs(loaded, fused=fused))

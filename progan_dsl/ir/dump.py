@@ -1,0 +1,50 @@
+"""Deterministic text dump of block graphs (`progan-compile SPEC --dump`; golden files)."""
+
+from __future__ import annotations
+
+from progan_dsl.ir.graph import BlockGraph
+from progan_dsl.ir.pipeline import CompiledGraphs, param_count
+from progan_dsl.ir.types import EdgeKind, Node, Stage
+from progan_dsl.kinds import get_kind
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "[" + ", ".join(map(str, shape or ())) + "]"
+
+
+def _node_line(graph: BlockGraph, node: Node) -> str:
+    kind = get_kind(node.kind)
+    inputs = []
+    for pred, edge in graph.preds(node.id):
+        inputs.append(pred.id if edge == EdgeKind.DATA else f"{edge.value}={pred.id}")
+    attrs = []
+    if kind.has_activation:
+        attrs.append(node.activation)
+    if node.normalize:
+        attrs.append("pixelnorm")
+    if kind.has_weights:
+        attrs.append(f"gain={node.gain:.6g}")
+    params = kind.count(node.facts())
+    head = f"  {node.id:<20} = {node.kind}({', '.join(inputs)})"
+    tail = f"-> {_shape(node.out_shape)}"
+    extra = f"  {' '.join(attrs)}" if attrs else ""
+    count = f"  params={params:,}" if params else ""
+    return f"{head:<56} {tail}{extra}{count}"
+
+
+def dump_stage(graph: BlockGraph, stage: Stage) -> str:
+    lines = [f"{graph.net} {stage}  params={param_count(graph):,}"]
+    lines += [_node_line(graph, node) for node in graph.nodes()]
+    return "\n".join(lines) + "\n"
+
+
+def dump(compiled: CompiledGraphs, stages: list[Stage] | None = None) -> str:
+    """The graphs of the given stages (default: all) for G and D, as stable text."""
+    spec = compiled.loaded
+    header = (f"# progan-dsl graph dump of spec '{spec.spec.name}' "
+              f"(sha256 {spec.hash[:16]}), fused_scale={'on' if compiled.fused else 'off'}\n")
+    parts = [header]
+    for stage in stages or compiled.stages:
+        for net in ("G", "D"):
+            parts.append("\n" + dump_stage(compiled.stage_graph(net, stage), stage))
+    return "".join(parts)

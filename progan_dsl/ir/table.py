@@ -1,0 +1,62 @@
+"""The paper-style layer table (Table 2) of a network stage: layer, activation, output shape,
+parameters, with exact totals. Read from the unfused graph, as the paper lists the layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from progan_dsl.ir.graph import BlockGraph
+from progan_dsl.ir.types import Role
+from progan_dsl.kinds import get_kind
+
+NET_TITLE = {"G": "Generator", "D": "Discriminator"}
+
+
+@dataclass(frozen=True)
+class Row:
+    node_id: str
+    layer: str
+    activation: str
+    shape: str
+    params: int
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    if len(shape) == 1:
+        return f"{shape[0]} x 1 x 1"
+    return " x ".join(map(str, shape))
+
+
+def rows(graph: BlockGraph) -> list[Row]:
+    out = []
+    for node in graph.nodes():
+        kind = get_kind(node.kind)
+        if node.kind == "pixel_norm" and node.role == Role.BLOCK and node.resolution == 0:
+            continue  # the latent normalisation is not a row of Table 2
+        act = node.activation if kind.has_activation and node.activation != "linear" else "-"
+        if kind.has_weights and node.activation == "linear":
+            act = "linear"
+        out.append(Row(node.id, kind.label(node.facts()), {"lrelu": "LReLU"}.get(act, act),
+                       _shape(node.out_shape or ()), kind.count(node.facts())))
+    return out
+
+
+def _human(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.0f}k"
+    return str(n) if n else "-"
+
+
+def format_table(graph: BlockGraph) -> str:
+    table = rows(graph)
+    total = sum(r.params for r in table)
+    head = f"{NET_TITLE[graph.net]:<22}{'Act.':<9}{'Output shape':<20}{'Params':>8}  {'exact':>12}"
+    lines = [head, "-" * len(head)]
+    for r in table:
+        exact = f"{r.params:,}" if r.params else ""
+        lines.append(f"{r.layer:<22}{r.activation:<9}{r.shape:<20}{_human(r.params):>8}  {exact:>12}")
+    lines.append("-" * len(head))
+    lines.append(f"{'Total trainable parameters':<51}{_human(total):>8}  {total:>12,}")
+    return "\n".join(lines) + "\n"
