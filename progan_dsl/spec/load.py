@@ -64,7 +64,10 @@ def load_spec_text(text: str | bytes, path: str = "<string>") -> LoadedSpec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as err:
-        raise SpecError([_issue(doc, e) for e in err.errors()]) from None
+        issues = [_issue(doc, e) for e in err.errors()]
+        # a union reports one error per member at the same key: keep the first
+        unique = {(i.line, i.col, i.loc): i for i in reversed(issues)}
+        raise SpecError(list(unique.values())) from None
     return LoadedSpec(spec=spec, doc=doc, hash=spec_hash(spec))
 
 
