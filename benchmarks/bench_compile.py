@@ -21,9 +21,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     rows = []
     for path in args.specs:
-        load_s = median_time(lambda: load_spec(path), repeats=7)
+        load_s = median_time(lambda path=path: load_spec(path), repeats=7)
 
-        def compile_all() -> None:
+        def compile_all(path: str = path) -> None:
             program = compile_spec(path)
             for stage in program.stages:
                 for net in ("G", "D"):

@@ -7,6 +7,7 @@ Adding a kind, from inside or outside the package, is one `register(LayerKind(..
 see `examples/custom_layer_kind.py`. No torch here: runtime classes are named, not imported.
 """
 
+from progan_dsl.kinds import builtin as _builtin  # noqa: F401  (registers the built-in kinds)
 from progan_dsl.kinds.base import (
     REGISTRY,
     InferContext,
@@ -17,7 +18,6 @@ from progan_dsl.kinds.base import (
     register,
     spec_kind_names,
 )
-from progan_dsl.kinds import builtin as _builtin  # noqa: F401  (registers the built-in kinds)
 
 __all__ = [
     "REGISTRY",

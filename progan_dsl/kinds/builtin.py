@@ -154,8 +154,12 @@ def _prod(shape: Shape) -> int:
     return out
 
 
+def _kernel(n: NodeFacts) -> int:
+    return int(getattr(n.layer, "kernel", 3))
+
+
 def _count_conv(n: NodeFacts) -> int:
-    k = n.layer.kernel if n.layer is not None else 3
+    k = _kernel(n)
     return n.in_shape[0] * n.out_shape[0] * k * k + n.out_shape[0]
 
 
@@ -191,7 +195,7 @@ def _norm_args(n: NodeFacts) -> dict[str, Any]:
 
 def _conv_ctor(mode: str) -> Any:
     def ctor(n: NodeFacts) -> dict[str, Any]:
-        k = n.layer.kernel if n.layer is not None else 3
+        k = _kernel(n)
         args: dict[str, Any] = {"in_channels": n.in_shape[0], "out_channels": n.out_shape[0], "kernel": k}
         if mode != "same":
             args["mode"] = mode
@@ -212,7 +216,7 @@ def _dense_ctor(n: NodeFacts) -> dict[str, Any]:
 
 def _conv_label(prefix: str) -> Any:
     def label(n: NodeFacts) -> str:
-        k = n.layer.kernel if n.layer is not None else 3
+        k = _kernel(n)
         return f"{prefix}Conv {k}x{k}"
 
     return label
@@ -266,7 +270,8 @@ register(LayerKind(
 register(LayerKind(
     name="minibatch_stddev", params=MinibatchStddevLayer, infer=_infer_mbstd, count=_none,
     runtime=f"{RUNTIME}:MinibatchStddev",
-    ctor=lambda n: {"group_size": n.layer.group_size, "num_features": n.layer.num_features},
+    ctor=lambda n: {"group_size": getattr(n.layer, "group_size", 4),
+                    "num_features": getattr(n.layer, "num_features", 1)},
     label=lambda n: "Minibatch stddev",
     style={"shape": "hexagon", "fillcolor": "#fff3cd"},
 ))

@@ -282,9 +282,17 @@ class SnapshotSpec(Model):
     keep: int = Field(3, ge=1, description="Checkpoints kept (oldest deleted).")
 
 
+MetricName = Literal["swd", "msssim", "fid", "kid"]
+
+
+def _default_metrics() -> list[MetricName]:
+    return ["swd"]
+
+
 class EvaluationSpec(Model):
     every_kimg: Kimg | None = Field(None, description="Metric interval (none: only at the end).")
-    metrics: list[Literal["swd", "msssim", "fid", "kid"]] = Field(default_factory=lambda: ["swd"])
+    metrics: list[MetricName] = Field(default_factory=_default_metrics,
+                                      description="Metrics to evaluate (swd, msssim, fid, kid).")
     num_images: int = Field(2048, ge=16, description="Images per metric evaluation.")
 
 

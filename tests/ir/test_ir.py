@@ -75,7 +75,7 @@ def test_fusion_keeps_parameter_names(celeb):
     plain, fused = compile_graphs(celeb, fused=False), compile_graphs(celeb, fused=True)
     stage = plain.stages[-1]
     for net in ("G", "D"):
-        def names(compiled):
+        def names(compiled, net=net):
             return {n.id for n in compiled.stage_graph(net, stage).nodes() if n.kind.startswith("conv")}
 
         assert names(plain) == names(fused)
