@@ -1,0 +1,402 @@
+"""Diagrams of compiled programs (`progan-compile SPEC --render DIR`).
+
+Owns the picture side of the pipeline: block graphs -> DOT text (built with the `graphviz`
+package) -> svg/png/pdf (the graphviz `dot` program) -> an `index.html` that shows them all.
+
+- One diagram per stage and phase (`stage_0064_fade.svg`): G and D as two top-level clusters side
+  by side, both flowing top to bottom, one sub-cluster per resolution block. Every node reads
+  "kind label · activation / output shape / parameter count"; fade-in edges are dashed and labelled
+  `alpha` (the new block's path) and `1 - alpha` (the old resolution's path); in a fade stage the
+  new block's cluster is highlighted.
+- One overview sheet (`overview.svg`) of the whole growth in the spirit of the paper's Figure 1:
+  a row per stage, G's blocks growing from the left towards the image, D's mirrored on the right.
+  Columns are aligned by resolution, so a block stays in its column from the stage it appears in.
+
+Node ids in the stage diagrams are the IR ids; colours and shapes come from each layer kind's
+`style` in the kind registry, so a new kind brings its own look. The DOT text is deterministic
+(topological node order, sorted edges, no timestamps): it is a golden file in the tests.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import graphviz
+
+from progan_dsl.errors import UserError
+from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count
+from progan_dsl.kinds import get_kind
+
+if TYPE_CHECKING:
+    from progan_dsl.compiler import Program
+
+FORMATS = ("svg", "png", "pdf", "dot")
+NETS = ("G", "D")
+NET_TITLES = {"G": "Generator (G)", "D": "Discriminator (D)"}
+
+# Raster resolution of PNG output, passed as `-Gdpi` on the command line only: graphviz 2.43
+# scales SVG content by dpi/72 without growing the viewBox (the picture gets cut off), so the
+# DOT text itself keeps the default 72.
+PNG_DPI = 96
+
+FONT = "Helvetica"
+FADE_COLOR = "#d9480f"  # fade-in edges and the new block, in both kinds of diagram
+FADE_LABELS = {EdgeKind.FADE_NEW: "alpha", EdgeKind.FADE_SKIP: "1 - alpha"}
+FADE_EDGE = {"style": "dashed", "color": FADE_COLOR, "fontcolor": FADE_COLOR, "penwidth": "1.8"}
+NEW_BLOCK = {
+    "fillcolor": "#fff4e6",
+    "color": FADE_COLOR,
+    "fontcolor": FADE_COLOR,
+    "penwidth": "2.5",
+}
+OLD_BLOCK = {"fillcolor": "#f8f9fa", "color": "#adb5bd", "penwidth": "1"}
+NET_CLUSTER = {"labeljust": "l", "fontsize": "16", "color": "#495057", "style": "rounded"}
+BLOCK_CLUSTER = {"labeljust": "l", "fontsize": "12"}
+TITLE = {"labelloc": "t", "labeljust": "l", "fontname": FONT, "newrank": "true"}
+EDGE = {"fontname": FONT, "color": "#343a40"}
+OVERVIEW_FILL = {"G": "#cfe2ff", "D": "#e2d9f3"}
+
+INSTALL_HINT = (
+    "the graphviz 'dot' program is needed to render {fmt}, but it was not found on PATH. "
+    "Install graphviz (Debian/Ubuntu: 'apt-get install graphviz'; macOS: 'brew install graphviz'; "
+    "conda: 'conda install -c conda-forge graphviz'), or use '--format dot' to write only the "
+    "DOT files."
+)
+
+
+# ---- labels -------------------------------------------------------------------------------------
+
+
+def node_params(node: Node) -> int:
+    """Trainable parameters of one node, as the kind registry counts them."""
+    return get_kind(node.kind).count(node.facts())
+
+
+def node_label(node: Node) -> str:
+    """Three lines: "Conv 3x3 · lrelu · pixel norm", "[256, 64, 64]", "590,080 params"."""
+    kind = get_kind(node.kind)
+    head = kind.label(node.facts())
+    if kind.has_activation and (kind.has_weights or node.activation != "linear"):
+        head += f" · {node.activation}"  # a plain resampling shows no "linear"
+    if node.normalize:
+        head += " · pixel norm"
+    shape = "[" + ", ".join(str(s) for s in node.out_shape or ()) + "]"
+    return f"{head}\n{shape}\n{node_params(node):,} params"
+
+
+def block_title(program: Program, resolution: int) -> str:
+    h, w = program.spec.architecture.spatial(resolution)
+    return f"{h}x{w}"
+
+
+def compact_count(n: int) -> str:
+    """4,719,616 -> '4.72M', 2,320 -> '2.3k' (overview sheet only; stage diagrams print exact)."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def stage_title(program: Program, stage: Stage) -> str:
+    """'64x64 fade-in', '64x64 stable' (H x W of the stage's images)."""
+    phase = "fade-in" if stage.phase == "fade" else "stable"
+    return f"{block_title(program, stage.resolution)} {phase}"
+
+
+def _header(program: Program) -> str:
+    """The DOT file's first line: which spec (and which version of it) the picture shows."""
+    tag = "fused" if program.fused else "plain"
+    return (
+        f"{program.spec.name} (spec sha256 {program.loaded.hash[:12]}, {tag} scaling layers); "
+        "drawn by progan_dsl.render"
+    )
+
+
+def stage_basename(stage: Stage) -> str:
+    return f"stage_{stage.resolution:04d}_{stage.phase}"
+
+
+# ---- one stage ----------------------------------------------------------------------------------
+
+
+def _resolution_of_block(block: str) -> int | None:
+    """'b64' -> 64; the input blocks ('z', 'img') belong to no resolution."""
+    return int(block[1:]) if block.startswith("b") and block[1:].isdigit() else None
+
+
+def _net_cluster(program: Program, net: str, stage: Stage, graph: BlockGraph) -> graphviz.Digraph:
+    new_res = stage.resolution if stage.phase == "fade" else None
+    cluster = graphviz.Digraph(name=f"cluster_{net}")
+    cluster.attr(label=f"{NET_TITLES[net]}: {param_count(graph):,} params", **NET_CLUSTER)
+    blocks: dict[str, list[Node]] = {}
+    for node in graph.nodes():  # blocks in the order data reaches them
+        blocks.setdefault(node.block, []).append(node)
+    for block, members in blocks.items():
+        res = _resolution_of_block(block)
+        if res is None:
+            for node in members:
+                _add_node(cluster, node)
+            continue
+        sub = graphviz.Digraph(name=f"cluster_{net}_{block}")
+        label = f"{block_title(program, res)} block"
+        if res == new_res:
+            sub.attr(
+                label=f"{label} (new: fading in)", style="filled,bold", **NEW_BLOCK, **BLOCK_CLUSTER
+            )
+        else:
+            sub.attr(label=label, style="filled", **OLD_BLOCK, **BLOCK_CLUSTER)
+        for node in members:
+            _add_node(sub, node)
+        cluster.subgraph(sub)
+    for src, dst, kind in graph.edges():
+        if kind == EdgeKind.DATA:
+            cluster.edge(src, dst)
+        else:
+            cluster.edge(src, dst, label=FADE_LABELS[kind], **FADE_EDGE)
+    return cluster
+
+
+def _add_node(dot: graphviz.Digraph, node: Node) -> None:
+    style = dict(get_kind(node.kind).style)
+    fill = "filled" if "fillcolor" in style else ""
+    style["style"] = ",".join(s for s in (style.get("style", ""), fill) if s)
+    dot.node(node.id, label=node_label(node), tooltip=node.id, **dict(sorted(style.items())))
+
+
+def stage_dot(program: Program, stage: Stage) -> str:
+    """DOT text of one stage: G and D side by side, one cluster per resolution block."""
+    sched = program.spec.training.schedule
+    kimg = sched.kimg(stage.phase, stage.resolution)
+    title = f"{program.spec.name}: stage {stage_title(program, stage)} ({kimg:g} kimg)"
+    if stage.phase == "fade":
+        title += "; alpha rises linearly from 0 to 1 over the phase"
+    dot = graphviz.Digraph(name=stage_basename(stage), comment=_header(program))
+    dot.attr(label=title, fontsize="18", rankdir="TB", nodesep="0.25", ranksep="0.3", **TITLE)
+    dot.attr("node", fontname=FONT, fontsize="11", margin="0.08,0.04")
+    dot.attr("edge", fontsize="10", arrowsize="0.7", **EDGE)
+    for net in NETS:
+        dot.subgraph(_net_cluster(program, net, stage, program.graph(net, stage)))
+    return dot.source
+
+
+# ---- overview sheet -----------------------------------------------------------------------------
+
+
+def _block_params(graph: BlockGraph, resolution: int) -> int:
+    """Parameters of a resolution block's own layers (its RGB layer and fade path not included)."""
+    return sum(
+        node_params(n) for n in graph.nodes() if n.resolution == resolution and n.role == Role.BLOCK
+    )
+
+
+def overview_dot(program: Program) -> str:
+    """DOT text of the growth overview: one row per stage, columns aligned by resolution."""
+    arch = program.spec.architecture
+    res_list = arch.resolutions
+    n = len(res_list)
+    # columns: stage, latent, G blocks (n), image, D blocks (n), score; a row with fewer blocks
+    # bridges the empty columns with `minlen`, so the image and each block keep their column
+    first, last = block_title(program, res_list[0]), block_title(program, res_list[-1])
+    dot = graphviz.Digraph(name="overview", comment=_header(program))
+    title = (
+        f"{program.spec.name}: progressive growing from {first} to {last} ({len(program.stages)} "
+        r"stages), one row per stage; blocks show channels and parameters.\lOrange: the block "
+        r"being faded in; dashed: the fade-in paths, weighted alpha (new block) and 1 - alpha "
+        r"(old resolution).\l"
+    )
+    dot.attr(label=title, fontsize="16", rankdir="LR", nodesep="0.12", ranksep="0.3", **TITLE)
+    dot.attr("node", fontname=FONT, fontsize="11", shape="box", style="filled,rounded",
+             width="0.95", height="0.5", margin="0.05,0.03")  # fmt: skip
+    dot.attr("edge", fontsize="9", arrowsize="0.6", **EDGE)
+    row_heads: list[str] = []
+    for stage in program.stages:
+        key = stage.name
+        grown = [r for r in res_list if r <= stage.resolution]
+        new = stage.resolution if stage.phase == "fade" else None
+        g_graph, d_graph = program.graph("G", stage), program.graph("D", stage)
+        head = f"{key}.stage"
+        row_heads.append(head)
+        totals = (
+            f"G {compact_count(param_count(g_graph))} · D {compact_count(param_count(d_graph))}"
+        )
+        dot.node(
+            head, label=f"{stage_title(program, stage)}\n{totals}", shape="plaintext", style=""
+        )
+        dot.node(f"{key}.latent", label=f"latent\n{arch.latent_size}", fillcolor="#ffffff")
+        h, w = arch.spatial(stage.resolution)
+        image = f"image\n{arch.image_channels}x{h}x{w}"
+        dot.node(f"{key}.image", label=image, fillcolor="#ffffff", style="filled,bold")
+        dot.node(f"{key}.score", label="score", fillcolor="#ffffff")
+        for net, graph in (("G", g_graph), ("D", d_graph)):
+            for r in grown:
+                look = NEW_BLOCK if r == new else {"fillcolor": OVERVIEW_FILL[net]}
+                params = compact_count(_block_params(graph, r))
+                label = f"{net} {block_title(program, r)}\n{arch.channels_at(r)} ch\n{params}"
+                dot.node(f"{key}.{net}.b{r}", label=label, **look)
+        gap = str(n + 1 - len(grown))  # empty columns between the last block and the image
+        dot.edge(head, f"{key}.latent", style="invis")
+        chain_g = [f"{key}.latent"] + [f"{key}.G.b{r}" for r in grown]
+        chain_d = [f"{key}.D.b{r}" for r in reversed(grown)] + [f"{key}.score"]
+        for a, b in zip(chain_g, chain_g[1:], strict=False):
+            dot.edge(a, b)
+        if new is None:
+            dot.edge(chain_g[-1], f"{key}.image", minlen=gap)
+        else:
+            dot.edge(chain_g[-1], f"{key}.image", minlen=gap, label="alpha", **FADE_EDGE)
+            old_g = f"{key}.G.b{new // 2}"
+            dot.edge(old_g, f"{key}.image", label="1 - alpha", constraint="false", **FADE_EDGE)
+        dot.edge(f"{key}.image", chain_d[0], minlen=gap)
+        for a, b in zip(chain_d, chain_d[1:], strict=False):
+            if new is not None and a == f"{key}.D.b{new}":
+                dot.edge(a, b, label="alpha", **FADE_EDGE)
+            else:
+                dot.edge(a, b)
+        if new is not None:
+            old_d = f"{key}.D.b{new // 2}"
+            dot.edge(f"{key}.image", old_d, label="1 - alpha", constraint="false", **FADE_EDGE)
+    with dot.subgraph(name="stage_column") as col:  # keep the rows in training order
+        col.attr(rank="same")
+        for head in row_heads:
+            col.node(head)
+        for a, b in zip(row_heads, row_heads[1:], strict=False):
+            col.edge(a, b, style="invis")
+    return dot.source
+
+
+# ---- files --------------------------------------------------------------------------------------
+
+
+def select_stages(program: Program, stages: str | int | Sequence[Stage]) -> list[Stage]:
+    """'all', a resolution (both of its phases) or an explicit list of stages, in training order."""
+    if isinstance(stages, str):
+        if stages == "all":
+            return list(program.stages)
+        if not stages.strip().isdigit():
+            raise UserError(f"--stage must be a resolution or 'all', got {stages!r}")
+        stages = int(stages)
+    if isinstance(stages, int):
+        chosen = [s for s in program.stages if s.resolution == stages]
+        if not chosen:
+            valid = ", ".join(str(r) for r in program.spec.architecture.resolutions)
+            raise UserError(
+                f"no stage at resolution {stages} in spec '{program.spec.name}' "
+                f"(resolutions: {valid}, or 'all')"
+            )
+        return chosen
+    known = set(program.stages)
+    for st in stages:
+        if st not in known:
+            valid = ", ".join(str(s) for s in program.stages)
+            raise UserError(f"no stage {st} in spec '{program.spec.name}' (stages: {valid})")
+    return sorted(set(stages))
+
+
+def dot_program() -> str:
+    """Path of the graphviz `dot` executable, or a UserError that says how to install it."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UserError(INSTALL_HINT.format(fmt="images"))
+    return exe
+
+
+def _run_dot(exe: str, src: Path, out: Path, fmt: str) -> None:
+    cmd = [exe, f"-T{fmt}"]
+    if fmt == "png":
+        cmd.append(f"-Gdpi={PNG_DPI}")
+    cmd += ["-o", str(out), str(src)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except FileNotFoundError as err:
+        raise UserError(INSTALL_HINT.format(fmt=fmt)) from err
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"dot failed on {src}: {err.stderr.strip()}") from err
+
+
+def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str) -> str:
+    """`entries`: (title, basename) per diagram; images are `basename.fmt`, sources `basename.dot`."""
+    name = html.escape(program.spec.name)
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{name}: compiled networks</title>",
+        "<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em}"
+        "img{max-width:100%;border:1px solid #dee2e6}section{margin-bottom:3em}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{name}: compiled networks</h1>",
+        f"<p>Spec <code>{html.escape(str(program.loaded.path))}</code>, sha256 "
+        f"<code>{program.loaded.hash[:16]}</code>. Hover a node for its IR id.</p>",
+        "<ul>",
+    ]
+    lines += [f'<li><a href="#{base}">{html.escape(title)}</a></li>' for title, base in entries]
+    lines.append("</ul>")
+    for title, base in entries:
+        lines.append(f'<section id="{base}">')
+        lines.append(f"<h2>{html.escape(title)}</h2>")
+        links = [f'<a href="{base}.dot">{base}.dot</a>']
+        if fmt in ("svg", "png"):
+            lines.append(f'<img src="{base}.{fmt}" alt="{html.escape(title)}">')
+        elif fmt == "pdf":
+            links.insert(0, f'<a href="{base}.pdf">{base}.pdf</a>')
+        lines.append("<p>" + " · ".join(links) + "</p>")
+        lines.append("</section>")
+    lines += ["</body>", "</html>", ""]
+    return "\n".join(lines)
+
+
+def render(
+    program: Program,
+    out_dir: str | Path,
+    *,
+    fmt: str = "svg",
+    stages: str | int | Sequence[Stage] = "all",
+) -> list[Path]:
+    """Write the stage diagrams, the overview sheet and `index.html` into `out_dir`.
+
+    `fmt`: svg, png, pdf (need the graphviz `dot` program) or dot (DOT text only). `stages`:
+    'all', a resolution (its fade and stable phases) or a list of `Stage`. Every diagram's DOT
+    source is written next to its image. Returns the files written: per diagram (the overview
+    first, then the stages in training order) its .dot and its image, then index.html.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown render format {fmt!r} (choose one of: {', '.join(FORMATS)})")
+    chosen = select_stages(program, stages)
+    exe = dot_program() if fmt != "dot" else None  # fail before writing anything
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create render directory {out}: {err.strerror}") from err
+    entries = [("Overview: growth from the first to the final resolution", "overview")]
+    entries += [(f"Stage {stage_title(program, s)}", stage_basename(s)) for s in chosen]
+    sources = [overview_dot(program)] + [stage_dot(program, s) for s in chosen]
+    written: list[Path] = []
+    jobs: list[tuple[Path, Path]] = []
+    for (_, base), text in zip(entries, sources, strict=True):
+        src = out / f"{base}.dot"
+        src.write_text(text, encoding="utf-8")
+        written.append(src)
+        if exe is not None:
+            jobs.append((src, out / f"{base}.{fmt}"))
+            written.append(jobs[-1][1])
+    if exe is not None:
+        # one dot process per file, as many at a time as there are cores
+        workers = max(1, min(len(jobs), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_run_dot, exe, src, dst, fmt) for src, dst in jobs]
+            for fut in futures:
+                fut.result()
+    index = out / "index.html"
+    index.write_text(_index_html(program, entries, fmt), encoding="utf-8")
+    written.append(index)
+    return written
