@@ -25,9 +25,11 @@ def emit_package(graphs: CompiledGraphs, out_dir: str | Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        import progan_dsl.nn.gradfix as gradfix
         import progan_dsl.nn.layers as runtime
 
         shutil.copyfile(runtime.__file__, tmp / "layers.py")
+        shutil.copyfile(gradfix.__file__, tmp / "gradfix.py")
         entries = []
         spec = graphs.loaded
         for stage in graphs.stages:

@@ -13,9 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import gradfix
+
 SQRT2 = math.sqrt(2.0)  # He gain for (leaky) ReLU layers (Section 4.1)
 LRELU_SLOPE = 0.2  # Appendix A
 PIXEL_NORM_EPS = 1e-8  # Section 4.2
+# Device types on which convs run through `gradfix` (differentiable backward kernels, for the
+# gradient penalty's double backward). CPU keeps the stock ops: faster there, and bit-exact.
+GRADFIX_DEVICES = {"cuda"}
 
 
 def activate(x: Tensor, act: str, slope: float) -> Tensor:
@@ -89,12 +94,13 @@ class EqConv2d(_Weighted):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight * self.scale
+        ops = gradfix if x.device.type in GRADFIX_DEVICES else F
         if self.mode == "up":
-            x = F.conv_transpose2d(x, fused_up_kernel(w), self.bias, stride=2, padding=1)
+            x = ops.conv_transpose2d(x, fused_up_kernel(w), self.bias, 2, 1)
         elif self.mode == "down":
-            x = F.conv2d(x, fused_down_kernel(w), self.bias, stride=2, padding=1)
+            x = ops.conv2d(x, fused_down_kernel(w), self.bias, 2, 1)
         else:
-            x = F.conv2d(x, w, self.bias, padding=self.kernel // 2)
+            x = ops.conv2d(x, w, self.bias, 1, self.kernel // 2)
         x = activate(x, self.act, self.slope)
         return pixel_norm(x, self.eps) if self.norm else x
 
