@@ -1,0 +1,296 @@
+"""`ImageLoader`: the training engine's source of real images (and `ImageDataset`, re-exported).
+
+Semantics (all deterministic, independent of `workers`):
+- Images are drawn in a stream of *positions* 0, 1, 2, ...; position p is image
+  `perm(seed, p // N)[p % N]`, where `perm(seed, epoch)` is a permutation of all N images. A call
+  with global batch B covers positions [p, p + B) and advances p by B, so batches may straddle an
+  epoch boundary and B may change between phases.
+- Rank r of `world_size` takes the contiguous slice of B // world_size positions starting at
+  p + r * B // world_size: the ranks of a 2-process run together see exactly the images of the
+  1-process run with the same global batch.
+- `mirror`: image i in epoch e is flipped horizontally iff `flips(seed, e)[i]`.
+- Output: float32 [N, C, H, W] in [-1, 1] (uint8 v -> (v - 127.5) / 127.5). With alpha < 1 it is
+  lerp(up, high, alpha) = (1 - alpha) * up + alpha * high, the generator's fade-in, where `up` is
+  level R/2 upsampled 2x (nearest) and `high` level R, both in [-1, 1]; computed in float32 as
+  alpha * high + (1 - alpha) * up, so alpha = 0 gives exactly `up` and alpha = 1 exactly `high`.
+- `state_dict()` holds the seed and position; loading it continues with the same batches.
+
+Speed: rows are read from the uint8 memmaps in ascending index order (memmap locality) straight
+into the batch. On the CPU each row is converted to float as it is read, and the fade runs, in
+numpy (single-threaded: no OpenMP barriers to stall on a busy machine); for CUDA, rows go into a
+pinned uint8 buffer that is copied and converted on the GPU. `workers > 0` prefetches (reads and
+converts) the next batches on threads, guessing that the next call uses the same resolution and
+batch size; a wrong guess is discarded and the batch read synchronously.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from progan_dsl.data.dataset import ImageDataset
+
+__all__ = ["ImageDataset", "ImageLoader"]
+
+STATE_VERSION = 1
+_HALF = np.float32(127.5)  # uint8 v -> (v - 127.5) / 127.5 in [-1, 1]
+_EPOCH_CACHE = 4  # epochs whose permutation and flips are kept
+_FADE_CHUNK_BYTES = 4 << 20  # the fade-in runs over this many bytes of images at a time
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one call reads: this rank's slice of a global batch at a stream position."""
+
+    resolution: int
+    global_batch: int
+    position: int
+    with_low: bool  # also read level R/2 (for alpha < 1)
+
+
+Array = np.ndarray | torch.Tensor
+
+
+@dataclass
+class _Fetched:
+    """A request's images: float32 numpy (CPU) or pinned uint8 tensors (CUDA, converted later)."""
+
+    request: _Request
+    high: Array  # [n, C, H, W]
+    low: Array | None  # [n, C, H/2, W/2]
+
+
+class ImageLoader:
+    """Deterministic, resumable, rank-sliced batches of real images (see module docstring)."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset | str | os.PathLike[str],
+        *,
+        seed: int = 0,
+        mirror: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+        workers: int = 0,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if seed < 0 or workers < 0:
+            raise ValueError("seed and workers must be non-negative")
+        self.dataset = dataset if isinstance(dataset, ImageDataset) else ImageDataset(dataset)
+        self.seed = seed
+        self.mirror = mirror
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device)
+        self.workers = workers
+        self.position = 0  # images of the global stream consumed so far
+        self._pin = self.device.type == "cuda" and torch.cuda.is_available()
+        self._epochs: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._epoch_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(workers, "progan-loader") if workers else None
+        self._queue: deque[tuple[_Request, Future[_Fetched]]] = deque()
+
+    # ---- the public API -------------------------------------------------------------------
+
+    def next_batch(self, resolution: int, global_batch: int, alpha: float = 1.0) -> torch.Tensor:
+        """This rank's global_batch // world_size images of the next global batch, float32
+        [N, C, H, W] in [-1, 1] on the device; alpha < 1 fades in from level R/2."""
+        if global_batch < 1 or global_batch % self.world_size:
+            raise ValueError(
+                f"global batch {global_batch} is not a positive multiple of "
+                f"world_size {self.world_size}"
+            )
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha {alpha} is outside [0, 1]")
+        self.dataset.shape(resolution)  # UserError if the level does not exist
+        with_low = alpha < 1.0
+        if with_low and resolution // 2 not in self.dataset.resolutions:
+            raise ValueError(f"alpha {alpha} < 1 at {resolution}: there is no level below it")
+        request = _Request(resolution, global_batch, self.position, with_low)
+        fetched = self._take_prefetched(request) or self._fetch(request)
+        self.position += global_batch
+        self._prefetch_after(request)
+        return self._blend(fetched, alpha)
+
+    @property
+    def epoch(self) -> int:
+        """Epoch of the next image to be drawn."""
+        return self.position // self.dataset.num_images
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-JSON state; `load_state_dict` on it continues with the same batches."""
+        return {
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "position": self.position,
+            "epoch": self.epoch,
+            "index_in_epoch": self.position % self.dataset.num_images,
+            "num_images": self.dataset.num_images,
+            "mirror": self.mirror,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore seed and position; ValueError if the state is for another dataset/mirroring."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"loader state version {state.get('version')!r} is not supported")
+        if state["num_images"] != self.dataset.num_images:
+            raise ValueError(
+                f"loader state is for {state['num_images']} images, "
+                f"this dataset has {self.dataset.num_images}"
+            )
+        if bool(state["mirror"]) != self.mirror:
+            raise ValueError(f"loader state has mirror={state['mirror']}, loader has {self.mirror}")
+        self._drop_prefetched()
+        self.seed = int(state["seed"])
+        self.position = int(state["position"])
+
+    def close(self) -> None:
+        """Stop the prefetch threads (also done at interpreter exit)."""
+        self._drop_prefetched()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> ImageLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def _epoch_tables(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(permutation of all images, per-image flip flags) of `epoch`, from (seed, epoch)."""
+        key = (self.seed, epoch)
+        with self._epoch_lock:
+            if key not in self._epochs:
+                perm_seq, flip_seq = np.random.SeedSequence(list(key)).spawn(2)
+                n = self.dataset.num_images
+                perm = np.random.default_rng(perm_seq).permutation(n)
+                flips = np.random.default_rng(flip_seq).integers(0, 2, n).astype(bool)
+                self._epochs[key] = (perm, flips)
+                while len(self._epochs) > _EPOCH_CACHE:
+                    self._epochs.popitem(last=False)
+            return self._epochs[key]
+
+    def _indices(self, request: _Request) -> tuple[np.ndarray, np.ndarray]:
+        """Image index and flip flag of each position in this rank's slice."""
+        share = request.global_batch // self.world_size
+        start = request.position + self.rank * share
+        positions = np.arange(start, start + share)
+        n = self.dataset.num_images
+        epochs, offsets = np.divmod(positions, n)
+        index = np.empty(share, dtype=np.int64)
+        flip = np.zeros(share, dtype=bool)
+        for epoch in np.unique(epochs):
+            here = epochs == epoch
+            perm, flips = self._epoch_tables(int(epoch))
+            index[here] = perm[offsets[here]]
+            if self.mirror:
+                flip[here] = flips[index[here]]
+        return index, flip
+
+    def _read(self, resolution: int, index: np.ndarray, flip: np.ndarray) -> Array:
+        """Rows `index` of a level, flipped where asked: float32 [-1, 1] numpy on the CPU, or
+        pinned uint8 tensor for a CUDA device (converted there). Rows are read in ascending
+        index order (memmap locality), each converted straight into the batch (no uint8 copy)."""
+        level = self.dataset.images(resolution).view(np.ndarray)  # plain view: cheap row access
+        shape = (len(index), *level.shape[1:])
+        pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True) if self._pin else None
+        out = np.empty(shape, dtype=np.float32) if pinned is None else pinned.numpy()
+        for j in np.argsort(index, kind="stable"):
+            row = level[index[j]]
+            row = row[..., ::-1] if flip[j] else row
+            if pinned is None:
+                np.subtract(row, _HALF, out=out[j])  # first half of (v - 127.5) / 127.5
+            else:
+                out[j] = row
+        if pinned is not None:
+            return pinned
+        np.divide(out, _HALF, out=out)
+        return out
+
+    def _fetch(self, request: _Request) -> _Fetched:
+        index, flip = self._indices(request)
+        high = self._read(request.resolution, index, flip)
+        low = self._read(request.resolution // 2, index, flip) if request.with_low else None
+        return _Fetched(request, high, low)
+
+    def _blend(self, fetched: _Fetched, alpha: float) -> torch.Tensor:
+        high, low = fetched.high, fetched.low
+        if isinstance(high, torch.Tensor):  # pinned uint8: copy to the device, convert there
+            high = _to_float_torch(high.to(self.device, non_blocking=True))
+            if isinstance(low, torch.Tensor):
+                low = _to_float_torch(low.to(self.device, non_blocking=True))
+        if alpha < 1.0:
+            assert low is not None
+            step = max(1, _FADE_CHUNK_BYTES // high[0].nbytes)  # images per cache-sized step
+            for i in range(0, len(high), step):
+                _fade_in_place(high[i : i + step], low[i : i + step], alpha)
+        return high if isinstance(high, torch.Tensor) else torch.from_numpy(high)
+
+    # ---- prefetching ----------------------------------------------------------------------
+
+    def _take_prefetched(self, request: _Request) -> _Fetched | None:
+        """The queued result for `request` if the guess was right; otherwise drop the queue."""
+        while self._queue:
+            queued, future = self._queue.popleft()
+            if (
+                queued.resolution == request.resolution
+                and queued.global_batch == request.global_batch
+                and queued.position == request.position
+                and (queued.with_low or not request.with_low)
+            ):
+                return future.result()
+            future.cancel()
+            self._drop_prefetched()
+        return None
+
+    def _prefetch_after(self, request: _Request) -> None:
+        """Keep `workers` guesses queued: the same request at the following positions."""
+        if self._pool is None:
+            return
+        queued_up_to = self._queue[-1][0].position if self._queue else request.position
+        while len(self._queue) < self.workers:
+            queued_up_to += request.global_batch
+            guess = _Request(
+                request.resolution, request.global_batch, queued_up_to, request.with_low
+            )
+            self._queue.append((guess, self._pool.submit(self._fetch, guess)))
+
+    def _drop_prefetched(self) -> None:
+        while self._queue:
+            _, future = self._queue.popleft()
+            future.cancel()
+
+
+def _to_float_torch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] on the device, as `_read` does on the CPU:
+    (v - 127.5) / 127.5, so 0 -> -1 and 255 -> 1 exactly."""
+    return images.to(torch.float32).sub_(127.5).div_(127.5)
+
+
+def _fade_in_place(high: Array, low: Array, alpha: float) -> None:
+    """high <- alpha * high + (1 - alpha) * up, up = `low` upsampled 2x (nearest): the fade-in
+    lerp(up, high, alpha), exact at alpha = 0 and 1. `up` is never built at full size: the low
+    term is scaled at low resolution, doubled along W, then added to both rows of each row pair.
+    Works on numpy arrays (CPU) and torch tensors (GPU)."""
+    n, c, h, w = high.shape
+    high *= alpha
+    low_term = low * (1.0 - alpha)  # [n, c, h/2, w/2]
+    wide: Array
+    if isinstance(low_term, torch.Tensor):
+        wide = low_term.repeat_interleave(2, dim=3)
+    else:
+        wide = np.repeat(low_term, 2, axis=3)  # [n, c, h/2, w]
+    row_pairs = high.reshape(n, c, h // 2, 2, w)  # a view: `high` is contiguous
+    row_pairs += wide[:, :, :, None, :]

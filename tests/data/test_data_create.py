@@ -1,0 +1,364 @@
+"""`progan-dataset create`, `info` and `verify`: level arithmetic, skipped files, atomicity, errors,
+the bundled MNIST, and non-square base shapes. Expected values are derived here with plain numpy,
+not with the code under test."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import progan_dsl
+from progan_dsl.cli import dataset_main
+from progan_dsl.data import CreateOptions, ImageDataset, create_dataset
+from progan_dsl.errors import UserError
+
+REPO = Path(progan_dsl.__file__).resolve().parents[1]
+
+
+def _levels(path: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Every level file, read with plain np.load, keyed by (H, W) parsed from the manifest."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    return {tuple(lv["shape"]): np.load(path / lv["file"]) for lv in manifest["levels"]}
+
+
+def _average_2x2(images: np.ndarray) -> np.ndarray:
+    """Reference: float64 mean of each 2x2 block, rounded half to even."""
+    n, c, h, w = images.shape
+    mean = images.astype(np.float64).reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+    return np.round(mean).astype(np.uint8)
+
+
+def _create(tmp_path: Path, source: str | Path, *args: str, out: str = "ds") -> tuple[int, Path]:
+    target = tmp_path / out
+    code = dataset_main(["create", "--source", str(source), "--out", str(target), "--quiet", *args])
+    return code, target
+
+
+def _npy(tmp_path: Path, images: np.ndarray, name: str = "src.npy") -> Path:
+    path = tmp_path / name
+    np.save(path, images)
+    return path
+
+
+def _photo_folder(root: Path) -> Path:
+    """Three good images of odd sizes, two broken ones, and a text file."""
+    rng = np.random.default_rng(0)
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / "a.png")
+    Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(root / "b.jpg")
+    Image.fromarray(rng.integers(0, 256, (33, 70), dtype=np.uint8)).save(root / "sub" / "c.png")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 300)))
+    jpeg = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    (root / "sub" / "truncated.jpg").write_bytes(jpeg.getvalue()[:400])
+    (root / "notes.txt").write_text("not an image\n")
+    return root
+
+
+def test_each_level_is_the_rounded_2x2_average_of_the_level_above(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    # Hand-made ties: the 2x2 block means 0.5 and 1.5 round half to even, to 0 and 2.
+    images[0, 0:2, 0:2, 0] = [[0, 0], [1, 1]]
+    images[0, 0:2, 2:4, 0] = [[1, 1], [2, 2]]
+    code, out = _create(tmp_path, _npy(tmp_path, images), "--resolution", "32")
+    assert code == 0
+    levels = _levels(out)
+    assert sorted(levels) == [(4, 4), (8, 8), (16, 16), (32, 32)]
+    np.testing.assert_array_equal(levels[(32, 32)], images.transpose(0, 3, 1, 2))  # NCHW
+    for size in (16, 8, 4):
+        np.testing.assert_array_equal(levels[(size, size)], _average_2x2(levels[(2 * size,) * 2]))
+    assert levels[(16, 16)][0, 0, 0, 0] == 0 and levels[(16, 16)][0, 0, 0, 1] == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_images"] == 7 and manifest["channels"] == 3
+    assert manifest["resolutions"] == [4, 8, 16, 32]
+    for level in manifest["levels"]:
+        assert level["sha256"] == hashlib.sha256((out / level["file"]).read_bytes()).hexdigest()
+    assert (out / "preview.png").is_file()
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _photo_folder(tmp_path / "photos")
+    code, out = _create(tmp_path, source, "--resolution", "16")
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable file(s)" in err
+    assert "corrupt.png" in err and "sub/truncated.jpg" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(s["file"] for s in manifest["skipped"]) == ["corrupt.png", "sub/truncated.jpg"]
+    assert all(s["reason"] for s in manifest["skipped"])
+    assert manifest["ignored"] == ["notes.txt"]
+    assert manifest["counts"]["images"] == 3 and manifest["num_images"] == 3
+    assert manifest["channels"] == 3  # auto: a.png and b.jpg are RGB
+    dataset = ImageDataset(out)
+    assert dataset.images(16).shape == (3, 3, 16, 16)
+    # c.png is gray: its three channels must be equal after conversion to RGB.
+    gray = dataset.images(16)[2]
+    np.testing.assert_array_equal(gray[0], gray[1])
+    np.testing.assert_array_equal(gray[0], gray[2])
+
+
+def test_gray_sources_give_one_channel_and_zip_matches_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "gray"
+    (folder / "x").mkdir(parents=True)
+    pixels = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(3)]
+    for i, p in enumerate(pixels):
+        Image.fromarray(p).save(folder / "x" / f"{i}.png")
+    with zipfile.ZipFile(tmp_path / "gray.zip", "w") as zf:
+        for i in range(3):
+            zf.write(folder / "x" / f"{i}.png", f"x/{i}.png")
+        zf.writestr("readme.md", "hello")
+    assert _create(tmp_path, folder, "--resolution", "8", out="a")[0] == 0
+    assert _create(tmp_path, tmp_path / "gray.zip", "--resolution", "8", out="b")[0] == 0
+    a, b = ImageDataset(tmp_path / "a"), ImageDataset(tmp_path / "b")
+    assert a.channels == b.channels == 1
+    np.testing.assert_array_equal(a.images(8)[:, 0], np.stack(pixels))  # no resampling at 8x8
+    for res in a.resolutions:
+        np.testing.assert_array_equal(a.images(res), b.images(res))
+    assert b.manifest["ignored"] == ["readme.md"]
+
+
+def test_non_square_base_shape(tmp_path: Path) -> None:
+    source = _photo_folder(tmp_path / "photos")
+    code, out = _create(tmp_path, source, "--resolution", "32", "--base-shape", "4x8")
+    assert code == 0
+    dataset = ImageDataset(out)
+    assert dataset.resolutions == [8, 16, 32]
+    assert [dataset.shape(r) for r in dataset.resolutions] == [(4, 8), (8, 16), (16, 32)]
+    assert dataset.images(32).shape == (3, 3, 16, 32)
+    for res in (16, 8):
+        np.testing.assert_array_equal(dataset.images(res), _average_2x2(dataset.images(2 * res)))
+
+
+def test_seed_and_max_images_pick_a_seeded_subset(tmp_path: Path) -> None:
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 1), np.uint8)
+    src = _npy(tmp_path, images)
+    assert _create(tmp_path, src, "--resolution", "4", "--max-images", "4", "--seed", "3")[0] == 0
+    expected = np.random.default_rng(3).permutation(10)[:4]  # documented: seeded source order
+    top = ImageDataset(tmp_path / "ds").images(4)
+    np.testing.assert_array_equal(top[:, 0, 0, 0], expected)
+
+
+@pytest.mark.parametrize("kill_in", ["_write_rows", "write_manifest"])
+def test_killed_creation_leaves_nothing_that_looks_like_a_dataset(
+    tmp_path: Path, kill_in: str
+) -> None:
+    src = _npy(tmp_path, np.random.default_rng(3).integers(0, 256, (20, 16, 16, 3), np.uint8))
+    out = tmp_path / "ds"
+    script = (
+        "import os, signal, sys\n"
+        "import progan_dsl.data.create as create\n"
+        "from progan_dsl.cli import dataset_main\n"
+        f"setattr(create, {kill_in!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))\n"
+        f"sys.exit(dataset_main(['create', '--source', {str(src)!r}, '--out', {str(out)!r},"
+        " '--resolution', '16', '--quiet']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert not out.exists()
+    leftovers = list(tmp_path.glob("ds.tmp-*"))
+    assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
+    for path in (out, leftovers[0]):
+        with pytest.raises(UserError):
+            ImageDataset(path)
+    # The next run succeeds and removes what the killed one left.
+    assert _create(tmp_path, src, "--resolution", "16")[0] == 0
+    assert ImageDataset(out).num_images == 20
+    assert not list(tmp_path.glob("ds.tmp-*"))
+
+
+def test_failed_replacement_keeps_the_existing_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _npy(tmp_path, np.random.default_rng(4).integers(0, 256, (6, 8, 8, 3), np.uint8))
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 0
+    before = (tmp_path / "ds" / "manifest.json").read_text()
+    import progan_dsl.data.create as create
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(create, "_write_rows", fail)
+    options = CreateOptions(source=str(src), out=tmp_path / "ds", resolution=8, force=True)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        create_dataset(options)
+    assert (tmp_path / "ds" / "manifest.json").read_text() == before
+    assert ImageDataset(tmp_path / "ds").verify() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "src.npy"]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"corrupt.png": b"\x89PNG garbage", "notes.txt": b"hi"}, "all 1 image file(s) were"),
+        ({"notes.txt": b"hi"}, "holds no image files"),
+        ({}, "holds no image files"),
+    ],
+)
+def test_no_usable_images_is_a_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, bytes], message: str
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name, data in files.items():
+        (source / name).write_bytes(data)
+    code, out = _create(tmp_path, source, "--resolution", "8")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: no usable images in ") and message in err
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob("ds.tmp-*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "does/not/exist", "--resolution", "8"], "not found"),
+        (["--source", "{npy}", "--resolution", "48"], "resolution 48 is not the base shape"),
+        (["--source", "{npy}", "--resolution", "8", "--base-shape", "4by4"], "HxW"),
+        (["--source", "{float}", "--resolution", "8"], "must be uint8"),
+        (["--source", "{npy}", "--resolution", "8", "--labels"], "--labels is not available"),
+        (["--source", "{npy}", "--resolution", "0"], "must be at least 1"),
+        (["--source", "{npy}", "--resolution", "8", "--mode", "zoom"], "invalid choice"),
+    ],
+)
+def test_bad_options_exit_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    npy = _npy(tmp_path, np.zeros((2, 8, 8), np.uint8))
+    flt = _npy(tmp_path, np.zeros((2, 8, 8), np.float32), "float.npy")
+    args = [a.format(npy=npy, float=flt) for a in args]
+    code = dataset_main(["create", "--out", str(tmp_path / "ds"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_existing_output_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _npy(tmp_path, np.random.default_rng(5).integers(0, 256, (5, 8, 8), np.uint8))
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 0
+    created = json.loads((tmp_path / "ds" / "manifest.json").read_text())["created"]
+    capsys.readouterr()
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+    assert _create(tmp_path, src, "--resolution", "8", "--skip-existing")[0] == 0
+    assert "skipped" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["created"] == created
+    assert (
+        _create(tmp_path, src, "--resolution", "8", "--skip-existing", "--max-images", "2")[0] == 2
+    )
+    assert "max_images: None there, 2 asked" in capsys.readouterr().err
+    assert _create(tmp_path, src, "--resolution", "8", "--max-images", "2", "--force")[0] == 0
+    assert ImageDataset(tmp_path / "ds").num_images == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    assert _create(tmp_path, src, "--resolution", "8", "--force", out="mine")[0] == 2
+    assert "is not a dataset" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_labels_come_from_class_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "pets"
+    for cls, count in (("cat", 2), ("dog", 3)):
+        (root / cls).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(root / cls / f"{i}.png")
+    assert _create(tmp_path, root, "--resolution", "8", "--labels")[0] == 0
+    dataset = ImageDataset(tmp_path / "ds")
+    assert dataset.class_names == ["cat", "dog"]
+    assert dataset.labels().tolist() == [0, 0, 1, 1, 1]  # sorted paths: cat/0, cat/1, dog/0..2
+    # A subset keeps the numbering of the whole source: dog stays 1 even without any cat.
+    order = np.random.default_rng(0).permutation(5)
+    assert order[0] >= 2  # with seed 0 the first candidate is a dog
+    assert (
+        _create(
+            tmp_path,
+            root,
+            "--resolution",
+            "8",
+            "--labels",
+            "--max-images",
+            "1",
+            "--seed",
+            "0",
+            out="one",
+        )[0]
+        == 0
+    )
+    assert ImageDataset(tmp_path / "one").labels().tolist() == [1]
+    Image.new("RGB", (8, 8)).save(root / "loose.png")
+    capsys.readouterr()
+    assert _create(tmp_path, root, "--resolution", "8", "--labels", out="bad")[0] == 2
+    assert "not in a class folder (e.g. 'loose.png')" in capsys.readouterr().err
+
+
+def test_out_inside_the_source_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _photo_folder(tmp_path / "photos")
+    code = dataset_main(
+        [
+            "create",
+            "--source",
+            str(source),
+            "--out",
+            str(source / "ds"),
+            "--resolution",
+            "8",
+            "--quiet",
+        ]
+    )
+    assert code == 2 and "is inside --source" in capsys.readouterr().err
+    assert not (source / "ds").exists()
+
+
+def test_info_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _npy(tmp_path, np.random.default_rng(6).integers(0, 256, (4, 8, 8, 3), np.uint8))
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 0
+    capsys.readouterr()
+    assert dataset_main(["info", str(tmp_path / "ds")]) == 0
+    info = capsys.readouterr().out
+    assert "images    4  (rgb, 3 channels, layout NCHW uint8)" in info
+    assert "level_8x8.npy" in info and "level_4x4.npy" in info
+    assert dataset_main(["verify", str(tmp_path / "ds")]) == 0
+    level = tmp_path / "ds" / "level_8x8.npy"
+    data = bytearray(level.read_bytes())
+    data[-1] ^= 0xFF
+    level.write_bytes(bytes(data))
+    assert dataset_main(["verify", str(tmp_path / "ds")]) == 2
+    assert "level_8x8.npy: sha256" in capsys.readouterr().err
+
+
+def test_mnist_slice(tmp_path: Path) -> None:
+    pytest.importorskip("pureml")
+    pytest.importorskip("zarr")
+    code, out = _create(tmp_path, "mnist", "--resolution", "32", "--max-images", "256", "--labels")
+    assert code == 0
+    dataset = ImageDataset(out)
+    assert dataset.num_images == 256 and dataset.channels == 1
+    top = dataset.images(32)
+    assert top.shape == (256, 1, 32, 32)
+    # 28x28 digits zero-padded by 2 on each side: the border is zero, the middle is not.
+    assert not top[:, :, :2].any() and not top[:, :, -2:].any()
+    assert not top[:, :, :, :2].any() and not top[:, :, :, -2:].any()
+    assert top[:, :, 2:30, 2:30].max(axis=(1, 2, 3)).min() > 100  # every digit has ink
+    assert not dataset.images(16)[:, :, 0].any()  # padding of 1 at 16x16
+    labels = dataset.labels()
+    assert labels is not None and labels.shape == (256,)
+    assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
+    assert dataset.class_names == [str(d) for d in range(10)]
