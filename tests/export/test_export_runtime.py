@@ -1,0 +1,222 @@
+"""onnxruntime providers, IO binding, the Sampler interface, latents, uint8 and image files.
+
+A hand-built ONNX "generator" (images = reshape(z)) makes every value checkable exactly."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from progan_dsl.errors import UserError
+from progan_dsl.export import media
+from progan_dsl.export.runtime import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    OnnxGenerator,
+    choose_providers,
+    parse_device,
+    provider_note,
+)
+from progan_dsl.export.sampling import (
+    OnnxSampler,
+    interpolate,
+    latents,
+    open_sampler,
+    slerp,
+    to_uint8,
+)
+
+
+def reshape_generator(path: Path, batch: int | str = "batch", metadata: bool = True) -> Path:
+    """z [N, 12] -> images [N, 3, 2, 2] = reshape(z): a generator whose output is known."""
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, 12])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, 2, 2])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 3, 2, 2])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["z", "shape"], ["images"])], "reshape", [z], [images], [shape]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    if metadata:
+        for key, value in {"resolution": "2", "height": "2", "width": "2", "channels": "3"}.items():
+            model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_provider_order_is_tensorrt_cuda_cpu() -> None:
+    everything = [CPU, CUDA, TENSORRT, "AzureExecutionProvider"]
+    assert choose_providers("cuda", available=everything) == [TENSORRT, CUDA, CPU]
+    assert choose_providers("cuda:1", available=[CUDA, CPU]) == [CUDA, CPU]
+    assert choose_providers("cuda", "cuda", available=everything) == [CUDA, CPU]
+    assert choose_providers("cuda", "tensorrt", available=everything) == [TENSORRT, CPU]
+    assert choose_providers("cpu", available=everything) == [CPU]
+    assert choose_providers("cpu") == [CPU]  # the real onnxruntime here
+
+
+def test_missing_providers_are_explained() -> None:
+    with pytest.raises(UserError, match="not on\\s+PyPI.*NVIDIA|PyPI.*NVIDIA"):
+        choose_providers("cuda", "tensorrt", available=[CUDA, CPU])
+    with pytest.raises(UserError, match="onnxruntime-gpu"):
+        choose_providers("cuda", available=[CPU])
+    with pytest.raises(UserError, match="onnxruntime-gpu"):
+        choose_providers("cuda", "cuda", available=[TENSORRT, CPU])
+    with pytest.raises(UserError, match="--device cuda"):
+        choose_providers("cpu", "tensorrt", available=[TENSORRT, CUDA, CPU])
+    with pytest.raises(UserError, match="provider must be"):
+        choose_providers("cuda", "rocm")
+    for bad in ("tpu", "cuda:x", "cpu:0"):
+        with pytest.raises(UserError, match="device must be"):
+            parse_device(bad)
+    assert parse_device("cuda:2") == ("cuda", 2)
+    assert "TensorRT" in (provider_note([CUDA, CPU]) or "")
+    assert provider_note([TENSORRT, CUDA, CPU]) is None and provider_note([CPU]) is None
+
+
+def test_io_binding_path_gives_the_plain_run(tmp_path: Path) -> None:
+    gen = OnnxGenerator(reshape_generator(tmp_path / "r.onnx"))
+    z = latents(5, 12, seed=1)
+    bound = gen.run_on_device(z)  # on the CPU here: the same binding code a GPU session uses
+    assert bound.device_name().lower() == "cpu"
+    np.testing.assert_array_equal(bound.numpy(), z.reshape(5, 3, 2, 2))
+    np.testing.assert_array_equal(gen.run(z), z.reshape(5, 3, 2, 2))
+    assert gen.providers == [CPU] and not gen.on_gpu
+
+
+def test_sampler_chunks_and_pads_a_fixed_batch(tmp_path: Path) -> None:
+    z = latents(7, 12, seed=2)
+    dynamic = open_sampler(onnx=reshape_generator(tmp_path / "d.onnx"), batch_size=2)
+    fixed = open_sampler(onnx=reshape_generator(tmp_path / "f.onnx", batch=3, metadata=False))
+    assert isinstance(fixed, OnnxSampler) and fixed.fixed_batch == 3 and dynamic.fixed_batch is None
+    assert (fixed.resolution, fixed.channels, fixed.height, fixed.width) == (2, 3, 2, 2)
+    for sampler in (dynamic, fixed):
+        assert sampler.backend == "onnxruntime" and sampler.latent_size == 12
+        np.testing.assert_array_equal(sampler.sample(z), z.reshape(7, 3, 2, 2))
+    assert dynamic.sample(np.zeros((0, 12), np.float32)).shape == (0, 3, 2, 2)
+    want = to_uint8(latents(5, 12, seed=9).reshape(5, 3, 2, 2))
+    np.testing.assert_array_equal(dynamic.sample_uint8(5, seed=9), want)
+    batches = list(dynamic.iter_uint8(5, seed=9))  # batch_size 2: 2 + 2 + 1
+    assert [len(b) for b in batches] == [2, 2, 1] and batches[0].dtype == np.uint8
+    np.testing.assert_array_equal(np.concatenate(batches), want)
+    with pytest.raises(UserError, match=r"\[N, 12\]"):
+        dynamic.sample(np.zeros((2, 5), np.float32))
+
+
+def test_open_sampler_rejects_bad_combinations(tmp_path: Path) -> None:
+    model = reshape_generator(tmp_path / "r.onnx")
+    with pytest.raises(UserError, match="exactly one"):
+        open_sampler()
+    with pytest.raises(UserError, match="exactly one"):
+        open_sampler(onnx=model, checkpoint=tmp_path)
+    with pytest.raises(UserError, match="--backend onnxruntime"):
+        open_sampler(onnx=model, backend="torch")
+    with pytest.raises(UserError, match="backend must be"):
+        open_sampler(onnx=model, backend="tensorflow")
+    with pytest.raises(UserError, match="no such ONNX file"):
+        open_sampler(onnx=tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_text("not a model")
+    with pytest.raises(UserError, match="cannot load"):
+        open_sampler(onnx=tmp_path / "junk.onnx")
+
+
+def test_latents_follow_the_documented_recipe() -> None:
+    z = latents(3, 8, seed=5)
+    assert z.dtype == np.float32 and z.shape == (3, 8)
+    np.testing.assert_array_equal(
+        z, np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32)
+    )
+    np.testing.assert_array_equal(latents(3, 8, seed=5), z)
+    assert not np.array_equal(latents(3, 8, seed=6), z)
+
+
+def test_to_uint8_rounds_and_clips() -> None:
+    x = np.array([-2.0, -1.0, -0.999, -0.5, 0.0, 0.5, 1.0, 1.7], np.float32)
+    # (x + 1) * 127.5 = -127.5, 0, 0.1275, 63.75, 127.5, 191.25, 255, 344.25 -> rint, clip
+    assert to_uint8(x).tolist() == [0, 0, 0, 64, 128, 191, 255, 255]
+
+
+def test_slerp_and_interpolation_loop() -> None:
+    a = np.array([1.0, 0.0], np.float32)
+    b = np.array([0.0, 2.0], np.float32)
+    mid = slerp(a, b, 0.5)  # 45 degrees: sin(pi/4)/sin(pi/2) of each
+    np.testing.assert_allclose(mid, [math.sqrt(0.5), 2 * math.sqrt(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(slerp(a, a * 3, 0.25), a * 1.5, rtol=1e-6)  # parallel: linear
+    keys = latents(3, 4, seed=0)
+    frames = interpolate(keys, 4)
+    assert frames.shape == (12, 4)
+    np.testing.assert_array_equal(frames[[0, 4, 8]], keys)  # every key is a frame, in order
+    lin = interpolate(keys, 2, "linear")
+    np.testing.assert_allclose(lin[5], (keys[2] + keys[0]) / 2, rtol=1e-6)  # the loop closes
+    with pytest.raises(UserError, match="at least 2"):
+        interpolate(keys[:1], 4)
+
+
+def test_grid_layout_and_png_files(tmp_path: Path) -> None:
+    images = np.stack([np.full((1, 2, 3), 10 * (i + 1), np.uint8) for i in range(5)])
+    canvas = media.grid(images)  # ceil(sqrt(5)) = 3 columns, 2 rows, black where short
+    assert canvas.shape == (4, 9, 1)
+    assert canvas[:, :, 0].tolist() == [
+        [10] * 3 + [20] * 3 + [30] * 3,
+        [10] * 3 + [20] * 3 + [30] * 3,
+        [40] * 3 + [50] * 3 + [0] * 3,
+        [40] * 3 + [50] * 3 + [0] * 3,
+    ]
+    assert media.grid(images, cols=5).shape == (2, 15, 1)
+    path = media.write_png(canvas, tmp_path / "grid.png")
+    with Image.open(path) as img:
+        assert img.mode == "L"
+        np.testing.assert_array_equal(np.array(img), canvas[:, :, 0])
+    paths = media.write_pngs(images, tmp_path / "singles")
+    assert [p.name for p in paths] == [f"{i:06d}.png" for i in range(5)]
+    with Image.open(paths[3]) as img:
+        assert np.array(img).tolist() == [[40, 40, 40], [40, 40, 40]]
+    rgb = media.write_png(np.zeros((2, 2, 3), np.uint8), tmp_path / "rgb.png")
+    with Image.open(rgb) as img:
+        assert img.mode == "RGB"
+    with pytest.raises(UserError, match="2-channel"):
+        media.to_pil(np.zeros((2, 2, 2), np.uint8))
+    assert not list(tmp_path.glob(".*"))
+
+
+def flat_frames() -> np.ndarray:
+    return np.stack([np.full((3, 8, 8), 30 * i, np.uint8) for i in range(6)])
+
+
+def test_gif_animation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = flat_frames()
+    gif = media.write_animation(frames, tmp_path / "walk.gif", fps=25)
+    with Image.open(gif) as img:
+        assert (img.n_frames, img.size, img.info["duration"], img.info["loop"]) == (
+            6,
+            (8, 8),
+            40,
+            0,
+        )
+        img.seek(5)
+        assert np.array(img.convert("RGB"))[0, 0].tolist() == [150, 150, 150]
+    with pytest.raises(UserError, match=".gif or .mp4"):
+        media.write_animation(frames, tmp_path / "walk.avi", fps=25)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if it were not installed
+    with pytest.raises(UserError, match="imageio-ffmpeg"):
+        media.write_animation(frames, tmp_path / "walk.mp4", fps=25)
+    assert not (tmp_path / "walk.mp4").exists()
+
+
+def test_mp4_animation_where_imageio_ffmpeg_is_installed(tmp_path: Path) -> None:
+    frames = flat_frames()
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    mp4 = media.write_animation(frames, tmp_path / "walk.mp4", fps=10)
+    reader = imageio_ffmpeg.read_frames(str(mp4))
+    meta = next(reader)
+    decoded = [np.frombuffer(f, np.uint8).reshape(8, 8, 3) for f in reader]
+    assert tuple(meta["size"]) == (8, 8) and meta["fps"] == 10 and len(decoded) == 6
+    assert abs(int(decoded[5][4, 4, 0]) - 150) <= 8  # lossy H.264, flat frames stay near
