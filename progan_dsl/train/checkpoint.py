@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         path = latest[-1]
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a checkpoint (progan-train writes checkpoint-*.pt files "
+                        "in torch.save format; this file is something else)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file to the user
