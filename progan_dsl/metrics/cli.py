@@ -1,0 +1,206 @@
+"""`progan-metrics`: score generated images against a dataset (SWD, MS-SSIM, FID, KID).
+
+Owns the command line only: parse, read the real and generated images, call
+`progan_dsl.metrics.evaluate`, print a table and write JSON. Generated images come from
+`load_fake_images` (one function, so new generator sources plug in there) and real images from
+`load_real_images`. Errors the user can fix are `UserError`s, which `progan_dsl.cli` prints
+without a traceback (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from progan_dsl.errors import UserError
+from progan_dsl.metrics import METRICS, evaluate, resolve_metric_names
+from progan_dsl.metrics.fid import cached_real_stats
+from progan_dsl.metrics.images import load_image_source, read_real_images
+from progan_dsl.metrics.msssim import NUM_PAIRS
+
+DEFAULT_METRICS = "swd,msssim"
+DEFAULT_NUM = 10_000
+_INCEPTION_METRICS = {"fid", "kid"}
+_EXAMPLES = """\
+examples:
+  progan-metrics --data data/mnist32 --fake samples/ --metrics swd,msssim
+  progan-metrics --data data/celeba128 --fake fakes.npy --metrics swd,msssim,fid,kid \\
+      --num 10000 --device cuda --json results/metrics.json
+"""
+
+
+def default_cache_dir() -> Path:
+    """Where cached real-image Inception statistics live: $XDG_CACHE_HOME/progan-dsl/metrics."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "progan-dsl" / "metrics"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    metric_lines = "\n".join(f"  {m.name:<8}{m.description}" for m in METRICS.values())
+    parser = argparse.ArgumentParser(
+        prog="progan-metrics",
+        description="Score generated images against a dataset made by progan-dataset.",
+        epilog=f"metrics:\n{metric_lines}\n\n{_EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", type=Path, help="dataset directory (real images); needed by swd, fid, kid"
+    )
+    parser.add_argument(
+        "--fake",
+        type=Path,
+        required=True,
+        help="generated images: a folder of PNGs or a uint8 .npy",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        help=f"comma-separated, see the list below (default {DEFAULT_METRICS})",
+    )
+    parser.add_argument(
+        "--num",
+        type=int,
+        default=DEFAULT_NUM,
+        help=f"images per set, at most (default {DEFAULT_NUM})",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=NUM_PAIRS,
+        help=f"random pairs of generated images for msssim (default {NUM_PAIRS}, as the paper)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        help="dataset level to compare with (default: the generated images' size)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of all random sampling (default 0)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="real-image Inception statistics cache (default: $XDG_CACHE_HOME/progan-dsl/metrics)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or write cached real-image statistics"
+    )
+    return parser
+
+
+def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
+    """The generated images to score, uint8 [N, C, H, W]. New generator sources go here."""
+    return load_image_source(args.fake, args.num)
+
+
+def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
+    """Real images of one dataset level, uint8 [N, C, H, W]."""
+    return read_real_images(data, resolution, num)
+
+
+def _check_args(args: argparse.Namespace) -> torch.device:
+    if args.num < 2:
+        raise UserError(f"--num must be at least 2, got {args.num}")
+    if args.pairs < 1:
+        raise UserError(f"--pairs must be at least 1, got {args.pairs}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise UserError(f"--device: {err}") from err
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda[:index], got '{args.device}'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available; use --device cpu")
+    return device
+
+
+def format_table(results: dict[str, float]) -> str:
+    width = max(len("metric"), *(len(name) for name in results))
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    lines += [f"{name:<{width}}  {value:.4f}" for name, value in results.items()]
+    return "\n".join(lines)
+
+
+def _shape(images: torch.Tensor) -> str:
+    n, c, h, w = images.shape
+    return f"{n} images, {h}x{w}x{c}"
+
+
+def _read_real(
+    args: argparse.Namespace, names: list[str], fake: torch.Tensor, resolution: int
+) -> torch.Tensor | None:
+    """The real images the metrics need (None for msssim alone), checked against the fakes."""
+    needing = [name for name in names if name != "msssim"]
+    if not needing:
+        return None
+    if args.data is None:
+        raise UserError(
+            f"--data is required for {', '.join(needing)} (they compare with real images)"
+        )
+    real = load_real_images(args.data, resolution, args.num)
+    if real.shape[1:] != fake.shape[1:]:
+        raise UserError(
+            f"real images are {'x'.join(map(str, real.shape[2:]))} with {real.shape[1]} "
+            f"channel(s), generated ones {'x'.join(map(str, fake.shape[2:]))} with "
+            f"{fake.shape[1]}; they must match"
+        )
+    return real
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = resolve_metric_names(args.metrics.split(","))
+    device = _check_args(args)
+
+    fake = load_fake_images(args)
+    resolution = args.resolution or max(fake.shape[-2:])  # the longer side, as progan-dataset
+    if max(fake.shape[-2:]) != resolution:
+        raise UserError(
+            f"{args.fake}: generated images are {fake.shape[-2]}x{fake.shape[-1]}, "
+            f"but the comparison resolution is {resolution}"
+        )
+    real = _read_real(args, names, fake, resolution)
+    real_stats = None
+    if real is not None and _INCEPTION_METRICS & set(names) and not args.no_cache:
+        cache_dir = args.cache_dir or default_cache_dir()
+        real_stats = cached_real_stats(
+            args.data, resolution, args.num, cache_dir, device=device, images=real
+        )
+
+    results = evaluate(
+        names,
+        real,
+        fake,
+        device=device,
+        seed=args.seed,
+        msssim_pairs=args.pairs,
+        real_stats=real_stats,
+    )
+
+    real_note = "none" if real is None else f"{args.data}: {_shape(real)}"
+    print(f"real: {real_note}\nfake: {args.fake}: {_shape(fake)}")
+    print(format_table(results))
+    if args.json is not None:
+        report = {
+            "metrics": results,
+            "resolution": resolution,
+            "num_real": None if real is None else real.shape[0],
+            "num_fake": fake.shape[0],
+            "data": None if args.data is None else str(args.data),
+            "fake": str(args.fake),
+            "seed": args.seed,
+            "msssim_pairs": args.pairs if "msssim" in names else None,
+            "device": str(device),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
