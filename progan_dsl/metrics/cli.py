@@ -31,6 +31,8 @@ examples:
   progan-metrics --data data/mnist32 --fake samples/ --metrics swd,msssim
   progan-metrics --data data/celeba128 --fake fakes.npy --metrics swd,msssim,fid,kid \\
       --num 10000 --device cuda --json results/metrics.json
+  progan-metrics --data data/mnist32 --run runs/00000-mnist_32 --metrics swd,msssim --num 2048
+  progan-metrics --data data/mnist32 --onnx g.onnx --metrics swd
 """
 
 
@@ -51,12 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, help="dataset directory (real images); needed by swd, fid, kid"
     )
-    parser.add_argument(
-        "--fake",
-        type=Path,
-        required=True,
-        help="generated images: a folder of PNGs or a uint8 .npy",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--fake", type=Path, help="generated images: a folder of PNGs or a uint8 .npy"
     )
+    source.add_argument(
+        "--run", type=Path, help="a training run folder: its newest stable EMA generator"
+    )
+    source.add_argument(
+        "--checkpoint", type=Path, help="a checkpoint file: its EMA generator"
+    )
+    source.add_argument("--onnx", type=Path, help="an exported generator (.onnx)")
     parser.add_argument(
         "--metrics",
         default=DEFAULT_METRICS,
@@ -97,8 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
-    """The generated images to score, uint8 [N, C, H, W]. New generator sources go here."""
-    return load_image_source(args.fake, args.num)
+    """The generated images to score, uint8 [N, C, H, W]: read from --fake, or drawn (seeded)
+    from the generator of --run / --checkpoint / --onnx."""
+    if args.fake is not None:
+        return load_image_source(args.fake, args.num)
+    from progan_dsl.export.sampling import open_sampler
+
+    sampler = open_sampler(
+        onnx=args.onnx,
+        checkpoint=args.run if args.run is not None else args.checkpoint,
+        device=args.device,
+        resolution=args.resolution if args.onnx is None else None,
+    )
+    return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))
+
+
+def _fake_label(args: argparse.Namespace) -> str:
+    for flag in ("fake", "run", "checkpoint", "onnx"):
+        if getattr(args, flag) is not None:
+            return f"{getattr(args, flag)}" if flag == "fake" else f"{flag} {getattr(args, flag)}"
+    return "?"
 
 
 def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
@@ -164,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolution = args.resolution or max(fake.shape[-2:])  # the longer side, as progan-dataset
     if max(fake.shape[-2:]) != resolution:
         raise UserError(
-            f"{args.fake}: generated images are {fake.shape[-2]}x{fake.shape[-1]}, "
+            f"{_fake_label(args)}: generated images are {fake.shape[-2]}x{fake.shape[-1]}, "
             f"but the comparison resolution is {resolution}"
         )
     real = _read_real(args, names, fake, resolution)
@@ -186,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     real_note = "none" if real is None else f"{args.data}: {_shape(real)}"
-    print(f"real: {real_note}\nfake: {args.fake}: {_shape(fake)}")
+    print(f"real: {real_note}\nfake: {_fake_label(args)}: {_shape(fake)}")
     print(format_table(results))
     if args.json is not None:
         report = {
@@ -195,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "num_real": None if real is None else real.shape[0],
             "num_fake": fake.shape[0],
             "data": None if args.data is None else str(args.data),
-            "fake": str(args.fake),
+            "fake": _fake_label(args),
             "seed": args.seed,
             "msssim_pairs": args.pairs if "msssim" in names else None,
             "device": str(device),
