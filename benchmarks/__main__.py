@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["compile", "loader", "metrics", "inference"]
+ALL = ["compile", "loader", "metrics", "inference", "train"]
 
 
 def main(argv: list[str]) -> int:
