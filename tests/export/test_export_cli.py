@@ -300,7 +300,7 @@ def test_user_errors_exit_2_without_traceback(
     out, png = str(tmp_path / "x.onnx"), str(tmp_path / "g.png")
     cases = [
         (export_main, [str(tmp_path / "missing"), "--out", out], "no such checkpoint"),
-        (export_main, [str(not_ckpt), "--out", out], "not a loadable progan-dsl checkpoint"),
+        (export_main, [str(not_ckpt), "--out", out], "not a checkpoint"),
         (export_main, [str(tmp_path), "--out", out], "no checkpoint-*.pt"),
         (export_main, [str(folder), "--resolution", "32", "--out", out], "valid: 4, 8, 16"),
         (export_main, [str(folder), "--resolution", "12", "--out", out], "valid: 4, 8, 16"),
