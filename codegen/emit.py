@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from codegen.render import render_stage, render_template
 from codegen.view import class_name, module_view
+from progan_dsl.fsutil import replace_dir
 from progan_dsl.ir import CompiledGraphs
 
 RELATIVE_RUNTIME = "from . import layers as L"
@@ -43,13 +43,7 @@ def emit_package(graphs: CompiledGraphs, out_dir: str | Path) -> list[Path]:
                                 "resolution": stage.resolution, "phase": stage.phase})
         (tmp / "__init__.py").write_text(render_template(
             "package_init.py.j2", stages=entries, spec_name=spec.spec.name, spec_hash=spec.hash))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

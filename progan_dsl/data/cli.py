@@ -9,8 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from progan_dsl.cliutil import UserErrorParser, non_negative_int, positive_int
 from progan_dsl.data.create import CreateOptions, create_dataset
 from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.data.geometry import parse_shape
@@ -26,41 +26,14 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError instead of exiting, so errors look like all others."""
-
-    def error(self, message: str) -> Any:
-        raise UserError(f"{self.prog}: {message}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UserErrorParser(
         prog="progan-dataset",
         description="Prepare multi-resolution image datasets for progressive GAN training.",
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
     create = sub.add_parser(
         "create",
         help="build a dataset directory (every level from --resolution down to the base shape)",
@@ -74,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--out", required=True, type=Path, help="dataset directory to create")
     create.add_argument(
-        "--resolution", required=True, type=_positive_int, help="longer side of the top level"
+        "--resolution", required=True, type=positive_int, help="longer side of the top level"
     )
     create.add_argument(
         "--base-shape", default="4x4", help="HxW of the lowest level (default 4x4; e.g. 4x8)"
@@ -91,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): gray if every source image is grayscale, else rgb",
     )
-    create.add_argument("--max-images", type=_positive_int, help="keep at most N usable images")
+    create.add_argument("--max-images", type=positive_int, help="keep at most N usable images")
     create.add_argument(
         "--labels",
         action="store_true",
@@ -99,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         help="take images in a seeded random order (matters with --max-images)",
     )
     existing = create.add_mutually_exclusive_group()

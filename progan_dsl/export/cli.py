@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from progan_dsl.cliutil import UserErrorParser, positive_int
 from progan_dsl.errors import UserError
 
 _EXPORT_EXAMPLES = """\
@@ -39,25 +39,8 @@ DEFAULT_KEYS = 4  # key latents of an interpolation when --n is not given
 DEFAULT_FPS = 30.0
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError instead of exiting, so errors look like all others."""
-
-    def error(self, message: str) -> Any:
-        raise UserError(f"{self.prog}: {message}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def _batch(text: str) -> str | int:
-    return "dynamic" if text == "dynamic" else _positive_int(text)
+    return "dynamic" if text == "dynamic" else positive_int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -71,7 +54,7 @@ def _positive_float(text: str) -> float:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UserErrorParser(
         prog="progan-export",
         description="Export the EMA generator of a stable stage as one self-contained ONNX file "
         "(input z [N, latent] float32, output images [N, C, H, W] in [-1, 1]).",
@@ -90,7 +73,7 @@ def export_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resolution",
-        type=_positive_int,
+        type=positive_int,
         help="stable stage to export (default: the checkpoint's own stage)",
     )
     parser.add_argument(
@@ -165,7 +148,7 @@ def generate_parser() -> argparse.ArgumentParser:
     from progan_dsl.export.runtime import PROVIDER_CHOICES
     from progan_dsl.export.sampling import BACKENDS, DEFAULT_BATCH
 
-    parser = _Parser(
+    parser = UserErrorParser(
         prog="progan-generate",
         description="Draw images from an exported .onnx generator or a checkpoint: a PNG grid "
         "(--out x.png), one PNG per image (--out DIR), or a latent walk "
@@ -184,7 +167,7 @@ def generate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--n",
-        type=_positive_int,
+        type=positive_int,
         help=f"images (default {DEFAULT_N}); key latents with --interpolate "
         f"(default {DEFAULT_KEYS})",
     )
@@ -203,12 +186,12 @@ def generate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resolution",
-        type=_positive_int,
+        type=positive_int,
         help="stable stage of a checkpoint (default: the checkpoint's own)",
     )
     parser.add_argument(
         "--interpolate",
-        type=_positive_int,
+        type=positive_int,
         metavar="STEPS",
         help="a looping walk through --n key latents, STEPS frames per key",
     )
@@ -224,10 +207,10 @@ def generate_parser() -> argparse.ArgumentParser:
         default=DEFAULT_FPS,
         help=f"frames per second of .gif/.mp4 (default {DEFAULT_FPS:g})",
     )
-    parser.add_argument("--cols", type=_positive_int, help="grid columns (default ceil(sqrt(n)))")
+    parser.add_argument("--cols", type=positive_int, help="grid columns (default ceil(sqrt(n)))")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH,
         help=f"latents per forward pass (default {DEFAULT_BATCH})",
     )

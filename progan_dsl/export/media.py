@@ -10,14 +10,13 @@ Images arrive as uint8 [N, C, H, W] with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_atomic_with
 
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 ANIMATIONS = (".gif", ".mp4")
@@ -43,21 +42,9 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image[:, :, 0] if channels == 1 else image, MODES[channels])
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp)` on a temporary sibling that keeps the suffix, then rename it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_png(image: np.ndarray, path: str | Path) -> Path:
     """One uint8 [H, W, C] image as a PNG."""
-    return _atomic(Path(path), lambda tmp: to_pil(image).save(tmp, format="PNG"))
+    return write_atomic_with(Path(path), lambda tmp: to_pil(image).save(tmp, format="PNG"))
 
 
 def write_pngs(images: np.ndarray, folder: str | Path, prefix: str = "") -> list[Path]:
@@ -75,7 +62,7 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float) -> Path:
     """uint8 [N, C, H, W] frames as a looping GIF."""
     pictures = [to_pil(f.transpose(1, 2, 0)) for f in frames]
     duration = max(1, round(1000 / fps))
-    return _atomic(
+    return write_atomic_with(
         Path(path),
         lambda tmp: pictures[0].save(
             tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0
@@ -113,7 +100,7 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
         finally:
             writer.close()
 
-    return _atomic(Path(path), write)
+    return write_atomic_with(Path(path), write)
 
 
 def write_animation(frames: np.ndarray, path: str | Path, fps: float) -> Path:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 import progan_dsl
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_bytes_atomic
 from progan_dsl.ir import Stage
 
 OPSET = 18  # opset of the exported graph; onnxruntime >= 1.14 and TensorRT 8.6+ run it
@@ -168,18 +168,6 @@ def _export_proto(
     return program.model_proto  # serialised from the edited `program.model`
 
 
-def _write_atomic(data: bytes, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_onnx(
     program: Program,
     stage: Stage,
@@ -235,7 +223,7 @@ def export_onnx(
         )
     onnx.checker.check_model(proto, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(data, out)
+    write_bytes_atomic(out, data)
     return out
 
 

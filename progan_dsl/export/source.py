@@ -18,7 +18,6 @@ export (its G_ema.safetensors).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from torch import nn
 from codegen import class_name, emit_package
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import replace_dir
 from progan_dsl.ir import Stage
 
 WEIGHTS_FILE = "G_ema.safetensors"
@@ -138,13 +138,7 @@ def write_torch_source(
                 weights=WEIGHTS_FILE,
             )
         )
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
