@@ -1,0 +1,86 @@
+"""Loss values against a linear critic D(x) = <w, x>, whose input gradient is w for every sample,
+so every term is computable by hand; and the minibatch-stddev group layout."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from progan_dsl.nn.layers import MinibatchStddev
+from progan_dsl.spec.models import LogisticLoss, LsganLoss, WganGpLoss
+from progan_dsl.train.losses import d_loss, g_loss
+from progan_dsl.train.trainer import group_layout
+
+# reals score 3 and 4, fakes 0 and 7 under w = (3, 4), |w| = 5
+W = torch.tensor([3.0, 4.0])
+REALS = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)
+FAKES = torch.tensor([[0.0, 0.0], [1.0, 1.0]]).view(2, 1, 1, 2)
+MIX = torch.tensor([0.25, 0.75]).view(2, 1, 1, 1)
+
+
+def critic(w: torch.Tensor):
+    return lambda x: (x.flatten(1) * w).sum(dim=1, keepdim=True)
+
+
+def test_wgan_gp_value_and_gradient() -> None:
+    w = W.clone().requires_grad_(True)
+    loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic(w), REALS, FAKES, MIX)
+    # E[D(fake)] - E[D(real)] = 3.5 - 3.5; GP 10 * (5 - 1)^2; drift 0.001 * (9 + 16) / 2
+    assert loss.item() == pytest.approx(0.0 + 160.0 + 0.0125)
+    assert terms["gp"].item() == pytest.approx(16.0)
+    assert terms["drift"].item() == pytest.approx(12.5)
+    assert terms["real_score"].item() == pytest.approx(3.5)
+    loss.backward()
+    # d/dw: mean(fakes) - mean(reals) = 0; GP 20 (|w| - 1) w / |w| = 16 w; drift 0.001 (3 e1 + 4 e2)
+    assert w.grad.tolist() == pytest.approx([48.003, 64.004])
+    assert g_loss(WganGpLoss(kind="wgan_gp"), critic(W), FAKES).item() == pytest.approx(-3.5)
+
+
+def test_wgan_gp_target_and_weights() -> None:
+    spec = WganGpLoss(kind="wgan_gp", gp_lambda=2.0, gp_target=5.0, drift=0.0)
+    loss, terms = d_loss(spec, critic(W), REALS, FAKES, MIX)
+    assert terms["gp"].item() == 0.0 and loss.item() == pytest.approx(0.0)
+
+
+def test_lsgan_values() -> None:
+    loss, _ = d_loss(LsganLoss(kind="lsgan"), critic(W), REALS, FAKES, MIX)
+    assert loss.item() == pytest.approx(0.5 * (4 + 9) / 2 + 0.5 * (0 + 49) / 2)
+    assert g_loss(LsganLoss(kind="lsgan"), critic(W), FAKES).item() == pytest.approx(0.5 * (1 + 36) / 2)
+
+
+def test_logistic_r1_values() -> None:
+    def softplus(v: float) -> float:
+        return math.log1p(math.exp(v))
+
+    loss, terms = d_loss(LogisticLoss(kind="logistic", r1_gamma=10.0), critic(W), REALS, FAKES, MIX)
+    expected = (softplus(0) + softplus(7)) / 2 + (softplus(-3) + softplus(-4)) / 2 + 5.0 * 25.0
+    assert loss.item() == pytest.approx(expected)
+    assert terms["r1"].item() == pytest.approx(25.0)
+    assert g_loss(LogisticLoss(kind="logistic"), critic(W), FAKES).item() == pytest.approx(
+        (softplus(-0.0) + softplus(-7.0)) / 2)
+
+
+def _group_stat(x: torch.Tensor, group: int) -> torch.Tensor:
+    """The minibatch-stddev value each sample (in drawn order) gets after `group_layout`."""
+    out = MinibatchStddev(group)(group_layout(x, group))[:, -1, 0, 0]
+    order = group_layout(torch.arange(x.shape[0]), group)  # drawn index at each layer position
+    stat = torch.empty_like(out)
+    stat[order] = out
+    return stat
+
+
+def test_group_layout_makes_groups_contiguous_and_rank_independent() -> None:
+    x = torch.randn(16, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    full = _group_stat(x, 4)
+    # groups are [0..3], [4..7], ...: one value per run of 4, different between runs
+    runs = full.view(4, 4)
+    assert torch.equal(runs, runs[:, :1].expand(4, 4))
+    assert len(set(runs[:, 0].tolist())) == 4
+    # two ranks with contiguous halves compute exactly the same groups
+    halves = torch.cat([_group_stat(x[:8], 4), _group_stat(x[8:], 4)])
+    assert torch.allclose(full, halves, rtol=0, atol=1e-6)
+    # the layout is a permutation, and the identity when there is one group
+    assert sorted(group_layout(torch.arange(16), 4).tolist()) == list(range(16))
+    assert torch.equal(group_layout(torch.arange(4), 4), torch.arange(4))
