@@ -14,7 +14,9 @@ Layout of the dict (format "progan-dsl-checkpoint", version 1):
     opt_G, opt_D: optimizer state dicts   (may be absent in exported/pruned files)
     rng: {"torch", "numpy", "python"}      RNG states for bit-exact resume
     loader: dict                          data loader position
-    extra: dict                           anything else JSON-like (run id, seed, ...)
+    scaler: None                          no loss scaler (bf16 autocast needs none)
+    extra: dict                           seed, kimg, data, run, world_size, phase_index,
+                                          elapsed_s, tick_window (stats of the unfinished tick)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_atomic_with
 
 FORMAT = "progan-dsl-checkpoint"
 VERSION = 1
@@ -44,21 +47,19 @@ def save_checkpoint(state: dict[str, Any], folder: str | Path, *, keep: int | No
     folder.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": VERSION, **state}
     final = folder / checkpoint_name(int(state["images_shown"]))
-    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+    write_atomic_with(final, write)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        os.close(dir_fd)
     if keep is not None:
         for old in list_checkpoints(folder)[:-keep]:
             old.unlink(missing_ok=True)

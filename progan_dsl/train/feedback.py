@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from progan_dsl.train.rundir import write_atomic
+from progan_dsl.fsutil import write_bytes_atomic
 
 GRID_MIN_CELL = 64  # grid cells are at least this many pixels (small stages are upscaled)
 GRID_MAX_WIDTH = 2048  # and the grid at most this wide (large stages are downscaled)
@@ -75,7 +75,7 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 def save_grid(path: Path, array: np.ndarray) -> None:
-    write_atomic(path, png_bytes(array))
+    write_bytes_atomic(path, png_bytes(array))
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def plot_losses(path: Path, ticks: Sequence[dict[str, Any]], phases: Sequence[di
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 # ---- TensorBoard -------------------------------------------------------------------------------

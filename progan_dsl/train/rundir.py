@@ -27,31 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_text_atomic
 from progan_dsl.train.checkpoint import list_checkpoints
 
 RUN_PATTERN = re.compile(r"^(\d{5})-(.+)$")
 RUN_INFO = "run.json"
 LOG_NAME = "log.jsonl"
-TEMP_PATTERN = re.compile(r"^\..+\.tmp-\d+$")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` so that a reader (or a kill) never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))
+TEMP_PATTERN = re.compile(r"^\..+\.tmp-\d+(\.[A-Za-z0-9]+)?$")  # fsutil and checkpoint temporaries
 
 
 @dataclass(frozen=True)
