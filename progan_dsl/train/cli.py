@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from progan_dsl.errors import UserError
+from progan_dsl.cliutil import UserErrorParser, non_negative_int, positive_int
 
 EXAMPLES = """\
 examples:
@@ -26,7 +26,7 @@ log.jsonl, grids/, plots/, tensorboard/ and checkpoints/. Exit status: 0 done, 2
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = UserErrorParser(
         prog="progan-train",
         description="Grow and train a ProGAN spec: phases, fade-ins, minibatch and learning rate "
         "as the spec says; checkpoints that resume bit for bit.",
@@ -44,9 +44,9 @@ def parser() -> argparse.ArgumentParser:
                    "PATH: a checkpoint file or run folder")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available")
     p.add_argument("--seed", type=int, metavar="S", help="seed of a new run (default 0)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=non_negative_int, default=1, metavar="N",
                    help="data prefetch threads (default 1; results do not depend on it)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=positive_int, metavar="N",
                    help="CPU compute threads (default: torch's choice, one per core; on a machine "
                    "busy with other work, fewer threads than cores is much faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
@@ -93,10 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print(dry_run(args.spec, args.kimg, args.device))
         return 0
-    if args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
     from progan_dsl.train.loop import EXIT_DIVERGED, TrainingDiverged, TrainOptions, train
 
     options = TrainOptions(
