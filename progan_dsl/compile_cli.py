@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from progan_dsl.cliutil import UserErrorParser
 from progan_dsl.errors import UserError
 
 EXAMPLES = """examples:
@@ -22,7 +23,7 @@ EXAMPLES = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = UserErrorParser(
         prog="progan-compile", description="Compile a ProGAN spec: validate, inspect, emit code, draw.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )

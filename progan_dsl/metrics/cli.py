@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from progan_dsl.cliutil import UserErrorParser
 from progan_dsl.errors import UserError
 from progan_dsl.metrics import METRICS, evaluate, resolve_metric_names
 from progan_dsl.metrics.fid import cached_real_stats
@@ -44,7 +45,7 @@ def default_cache_dir() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     metric_lines = "\n".join(f"  {m.name:<8}{m.description}" for m in METRICS.values())
-    parser = argparse.ArgumentParser(
+    parser = UserErrorParser(
         prog="progan-metrics",
         description="Score generated images against a dataset made by progan-dataset.",
         epilog=f"metrics:\n{metric_lines}\n\n{_EXAMPLES}",
