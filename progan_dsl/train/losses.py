@@ -46,7 +46,9 @@ def d_loss(
     if isinstance(spec, WganGpLoss):
         real_scores = D(reals).float()
         fake_scores = D(fakes).float()
-        mixed = torch.lerp(reals, fakes, mix.to(reals.dtype)).detach().requires_grad_(True)
+        # under bf16 autocast G's output is bf16 while reals are float32: mix in the reals' dtype
+        fakes_like = fakes.to(reals.dtype)
+        mixed = torch.lerp(reals, fakes_like, mix.to(reals.dtype)).detach().requires_grad_(True)
         norms = _input_grad(D(mixed), mixed).norm(dim=1)
         penalty = (norms - spec.gp_target).square()
         drift = real_scores.square()

@@ -84,3 +84,27 @@ def test_group_layout_makes_groups_contiguous_and_rank_independent() -> None:
     # the layout is a permutation, and the identity when there is one group
     assert sorted(group_layout(torch.arange(16), 4).tolist()) == list(range(16))
     assert torch.equal(group_layout(torch.arange(4), 4), torch.arange(4))
+
+
+def test_wgan_gp_under_bf16_autocast_with_bf16_fakes():
+    """On CUDA the generator runs under bf16 autocast, so fakes arrive as bf16 while reals are
+    float32; the penalty's interpolation must still work (checked here with CPU autocast)."""
+    import torch
+
+    from progan_dsl.spec.models import WganGpLoss
+    from progan_dsl.train.losses import d_loss
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def critic(x):
+        return conv(x).flatten(1).mean(dim=1, keepdim=True)
+
+    reals = torch.randn(4, 1, 8, 8)
+    fakes = torch.randn(4, 1, 8, 8).bfloat16()
+    mix = torch.rand(4, 1, 1, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic, reals, fakes, mix)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(terms["gp"])
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
