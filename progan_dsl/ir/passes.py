@@ -14,7 +14,7 @@ from progan_dsl.spec import Issue, Spec, SpecError
 
 
 class ShapeError(SpecError):
-    pass
+    """A layer whose input shape it cannot take, reported at the layer's line in the spec."""
 
 
 def _ctx(spec: Spec, net: str, res: int) -> InferContext:
