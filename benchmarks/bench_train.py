@@ -44,9 +44,19 @@ def measure(program: Any, resolution: int, batch: int, device: torch.device, *, 
             repeats: int, warmup: int) -> dict[str, Any]:
     """img/s of one training iteration of the stable stage at `resolution`."""
     from progan_dsl.nn import layers
+
+    saved_gradfix = layers.GRADFIX_DEVICES
+    layers.GRADFIX_DEVICES = {"cuda"} if fast else set()
+    try:
+        return _measure(program, resolution, batch, device, fast=fast, repeats=repeats, warmup=warmup)
+    finally:
+        layers.GRADFIX_DEVICES = saved_gradfix
+
+
+def _measure(program: Any, resolution: int, batch: int, device: torch.device, *, fast: bool,
+             repeats: int, warmup: int) -> dict[str, Any]:
     from progan_dsl.train.losses import d_loss, g_loss
 
-    layers.GRADFIX_DEVICES = {"cuda"} if fast else set()
     stage = program.stage(resolution, "stable")
     G = program.build("G", stage).to(device)
     D = program.build("D", stage).to(device)

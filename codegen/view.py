@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count
+from progan_dsl.ir.types import NET_NAME
 from progan_dsl.kinds import get_kind
 
 RUNTIME_MODULE = "progan_dsl.nn.layers"
 RUNTIME_ALIAS = "L"
 POSITIONAL = ("in_channels", "out_channels", "in_features", "out_features", "out_shape")
 INPUT_VAR = {"G": "z", "D": "img"}
-NET_NAME = {"G": "Generator", "D": "Discriminator"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def shape_comment(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(["N", *map(str, shape)]) + "]"
 
 
-def _module_alias(module: str, runtime_import: str | None) -> str:
+def _module_alias(module: str) -> str:
     return RUNTIME_ALIAS if module == RUNTIME_MODULE else module.replace(".", "_")
 
 
@@ -90,7 +90,7 @@ def _imports(graph: BlockGraph, runtime_import: str) -> list[str]:
     lines = ["import torch", "from torch import Tensor, nn", "", runtime_import]
     for module in modules:
         if module != RUNTIME_MODULE:
-            lines.append(f"import {module} as {_module_alias(module, None)}")
+            lines.append(f"import {module} as {_module_alias(module)}")
     return lines
 
 
@@ -103,7 +103,7 @@ def _ctor(node: Node) -> str:
     args = kind.ctor(node.facts())
     parts = [literal(args[k]) for k in POSITIONAL if k in args]
     parts += [f"{_identifier(k)}={literal(v)}" for k, v in args.items() if k not in POSITIONAL]
-    alias = _module_alias(kind.runtime_module, None)
+    alias = _module_alias(kind.runtime_module)
     return f"{alias}.{_identifier(kind.runtime_class)}({', '.join(parts)})"
 
 

@@ -100,10 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = _stages(program, args.stage)
     did = False
     if args.table:
-        from progan_dsl.compiler import compile_spec as _compile
         from progan_dsl.ir.table import format_table
 
-        plain = _compile(program.loaded, fused=False)  # Table 2 lists the unfused layers
+        plain = compile_spec(program.loaded, fused=False)  # Table 2 lists the unfused layers
         for net in ("G", "D"):
             sys.stdout.write(format_table(plain.graph(net, plain.final_stage)) + "\n")
         did = True

@@ -6,10 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from progan_dsl.ir.graph import BlockGraph
-from progan_dsl.ir.types import Role
+from progan_dsl.ir.types import NET_NAME, Role
 from progan_dsl.kinds import get_kind
-
-NET_TITLE = {"G": "Generator", "D": "Discriminator"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def _human(n: int) -> str:
 def format_table(graph: BlockGraph) -> str:
     table = rows(graph)
     total = sum(r.params for r in table)
-    head = f"{NET_TITLE[graph.net]:<22}{'Act.':<9}{'Output shape':<20}{'Params':>8}  {'exact':>12}"
+    head = f"{NET_NAME[graph.net]:<22}{'Act.':<9}{'Output shape':<20}{'Params':>8}  {'exact':>12}"
     lines = [head, "-" * len(head)]
     for r in table:
         exact = f"{r.params:,}" if r.params else ""

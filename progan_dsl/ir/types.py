@@ -10,6 +10,7 @@ from progan_dsl.kinds import LayerBase, NodeFacts
 
 Shape = tuple[int, ...]
 Phase = Literal["fade", "stable"]
+NET_NAME = {"G": "Generator", "D": "Discriminator"}
 
 
 class EdgeKind(str, Enum):

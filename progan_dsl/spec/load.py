@@ -157,7 +157,7 @@ def _walk_models(data: Any, loc: tuple[Any, ...]) -> list[type[BaseModel]]:
         step: list[tuple[Any, Any]] = []
         for annotation, value in current:
             child = _get(value, (part,))
-            for model in _model_classes(annotation, value) if _is_model(annotation, value) else []:
+            for model in _model_classes(annotation, value):
                 field = model.model_fields.get(part) if isinstance(part, str) else None
                 if field is not None:
                     step.append((field.annotation, child))
@@ -168,10 +168,6 @@ def _walk_models(data: Any, loc: tuple[Any, ...]) -> list[type[BaseModel]]:
     for annotation, value in current:
         out += _model_classes(annotation, value)
     return out
-
-
-def _is_model(annotation: Any, value: Any) -> bool:
-    return bool(_model_classes(annotation, value))
 
 
 def _element_annotations(annotation: Any) -> list[Any]:

@@ -124,7 +124,6 @@ def parse_yaml(text: str | bytes, path: str = "<string>") -> SourceDoc:
         context = f" ({err.context})" if err.context else ""
         raise SpecError([Issue(path, line, col, (), f"YAML syntax: {problem}{context}")]) from None
     except yaml.YAMLError as err:  # reader errors: non-printable characters and the like
-        mark = getattr(err, "position", None)
         raise SpecError([Issue(path, 1, 1, (), f"YAML: {err}")]) from None
     if len(nodes) > 1:
         second = nodes[1]
