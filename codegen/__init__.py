@@ -6,9 +6,9 @@ generated source in-process (registered with linecache so tracebacks show genera
 `emit.py` writes a folder that imports with nothing but torch.
 """
 
-from codegen.emit import emit_package
-from codegen.load import load_class
-from codegen.render import render_stage
-from codegen.view import ModuleView, class_name, module_view
+from progan_dsl.codegen.emit import emit_package
+from progan_dsl.codegen.load import load_class
+from progan_dsl.codegen.render import render_stage
+from progan_dsl.codegen.view import ModuleView, class_name, module_view
 
 __all__ = ["ModuleView", "class_name", "emit_package", "load_class", "module_view", "render_stage"]

@@ -6,8 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from codegen.render import render_stage, render_template
-from codegen.view import class_name, module_view
+from progan_dsl.codegen.render import render_stage, render_template
+from progan_dsl.codegen.view import class_name, module_view
 from progan_dsl.fsutil import replace_dir
 from progan_dsl.ir import CompiledGraphs
 

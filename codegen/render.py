@@ -7,13 +7,13 @@ from typing import Any
 
 import jinja2
 
-from codegen.view import ModuleView
+from progan_dsl.codegen.view import ModuleView
 
 
 @cache
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("codegen", "templates"),
+        loader=jinja2.PackageLoader("progan_dsl.codegen", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(dump(program.graphs, stages))
         did = True
     if args.emit_source:
-        from codegen import emit_package
+        from progan_dsl.codegen import emit_package
 
         files = emit_package(program.graphs, args.emit_source)
         print(f"wrote {len(files)} files to {args.emit_source}")

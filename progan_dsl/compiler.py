@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codegen import class_name, load_class, module_view, render_stage
+from progan_dsl.codegen import class_name, load_class, module_view, render_stage
 from progan_dsl.ir import BlockGraph, CompiledGraphs, Stage, compile_graphs, param_count
 from progan_dsl.spec import LoadedSpec, Spec, load_spec
 

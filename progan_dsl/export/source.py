@@ -26,7 +26,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 from torch import nn
 
-from codegen import class_name, emit_package
+from progan_dsl.codegen import class_name, emit_package
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import replace_dir

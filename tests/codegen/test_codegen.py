@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen.view import literal
+from progan_dsl.codegen.view import literal
 from progan_dsl.compiler import compile_spec
 from progan_dsl.ir import Stage
 from progan_dsl.kinds import LayerKind, register
@@ -159,7 +159,7 @@ def test_tracebacks_show_generated_lines(tiny):
 
 
 def test_emitted_folder_runs_without_progan_dsl(tiny, tmp_path):
-    from codegen import emit_package
+    from progan_dsl.codegen import emit_package
 
     emit_package(tiny.graphs, tmp_path / "tiny_modules")
     code = f"""
