@@ -220,6 +220,14 @@ class WganGpLoss(Model):
     gp_lambda: float = Field(WGAN_GP_LAMBDA, ge=0, description="Gradient penalty weight (10).")
     gp_target: float = Field(1.0, gt=0, description="Target gradient norm (1).")
     drift: float = Field(WGAN_DRIFT, ge=0, description="Drift term epsilon_drift * E[D(x)^2] (0.001).")
+    gp_gradient: Literal["full_resolution", "native"] = Field(
+        "full_resolution",
+        description="Which gradient the penalty measures below the final resolution. "
+        "'full_resolution' (official loss.py / train.py): the gradient with respect to the image "
+        "nearest-upscaled to the final resolution, as the official networks always run at full size; "
+        "its norm is the native norm divided by final/current resolution. 'native': the gradient "
+        "with respect to the image at the current resolution (target 1 at every resolution).",
+    )
 
 
 class LsganLoss(Model):
