@@ -14,7 +14,9 @@ from progan_dsl.cliutil import UserErrorParser, non_negative_int, positive_int
 from progan_dsl.data.create import CreateOptions, create_dataset
 from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.data.geometry import parse_shape
+from progan_dsl.data.manifest import Manifest, read_manifest, verify_checksums
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import recover_interrupted
 
 _EXAMPLES = """\
 examples:
@@ -93,14 +95,18 @@ def main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "create":
         return _create(args)
+    # info and verify read the manifest only: they report on damaged files instead of refusing
+    # them at open as training does.
+    if not args.dir.exists() and not args.dir.is_symlink():
+        recover_interrupted(args.dir)
+    manifest = read_manifest(args.dir)
     if args.command == "info":
-        print(describe(ImageDataset(args.dir)))
+        print(describe(args.dir, manifest))
         return 0
-    dataset = ImageDataset(args.dir)
-    problems = dataset.verify()
+    problems = verify_checksums(args.dir, manifest)
     if problems:
         raise UserError(f"{args.dir}: verification failed:\n  " + "\n  ".join(problems))
-    print(f"{args.dir}: ok ({len(dataset.manifest['levels'])} level files match their sha256)")
+    print(f"{args.dir}: ok ({len(manifest.levels)} level files match their sha256)")
     return 0
 
 
@@ -130,17 +136,18 @@ def _create(args: argparse.Namespace) -> int:
             print(f"  {entry['file']}: {entry['reason']}", file=sys.stderr)
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more (see manifest.json)", file=sys.stderr)
-    print(describe(ImageDataset(result.path)))
+    dataset = ImageDataset(result.path)
+    print(describe(dataset.path, dataset.format))
     return 0
 
 
-def describe(dataset: ImageDataset) -> str:
-    """A readable summary of a dataset's manifest."""
-    m = dataset.manifest
+def describe(path: Path, manifest: Manifest) -> str:
+    """A readable summary of a dataset's (validated) manifest."""
+    m = manifest.raw
     source = m.get("source", {})
     counts = m.get("counts", {})
     lines = [
-        f"dataset   {dataset.path}",
+        f"dataset   {path}",
         f"source    {source.get('kind', '?')}: {source.get('path', source.get('name', '?'))}",
         f"images    {m['num_images']}  ({'gray' if m['channels'] == 1 else 'rgb'}, "
         f"{m['channels']} channel{'s' if m['channels'] > 1 else ''}, layout {m.get('layout')})",

@@ -1,23 +1,28 @@
 """`create_dataset`: turn a source into a dataset directory, atomically.
 
-Pipeline: open the source -> decode candidates in chunks on a thread pool (unreadable files are
-skipped and listed) -> write the top level and, chunk by chunk, every lower level as the 2x2 box
-average of the stored level above -> preview -> checksums -> manifest (last).
+Pipeline: open the source -> check the free space -> decode candidates in chunks on a thread pool
+(unreadable files are skipped and listed) -> write the top level and, chunk by chunk, every lower
+level as the 2x2 box average of the stored level above -> preview -> checksums -> manifest (last).
 
-Atomicity: everything is written into the sibling `DIR.tmp-<pid>`, which is renamed to `DIR` only
-when complete. A failure removes the temp dir; a kill leaves only a `DIR.tmp-<pid>` without a
-manifest (not a dataset), which the next run removes. An existing `DIR` is never written into:
-a dataset there is replaced only with `force` (renamed aside to `DIR.old-<pid>`, then deleted
-after the new one is in place), and a non-empty folder that is not a dataset is always refused.
+Atomicity (`fsutil.staged_dir`): everything is written into the hidden sibling `.DIR.tmp-<pid>`,
+which becomes `DIR` only when complete, under a locked journal `.DIR.txn-<pid>.json`. A failure
+removes the temp folder; a kill at any instant leaves either the old or the new complete dataset
+at `DIR`, or a journal from which the next run (or the next reader of a missing `DIR`) restores
+the old dataset or finishes the replacement. An existing `DIR` is never written into: a dataset
+there is replaced only with `force` (moved aside, then deleted after the new one is in place),
+and only if it holds nothing but dataset files; a non-empty folder that is not a dataset is
+always refused.
+
+Level files are written with plain writes (`npyfile.NpyWriter`), never through a memory map, so
+a full disk is an `OSError`, reported as "disk full while writing ...; nothing older was touched"
+(exit 2) after the temp folder is removed, instead of a SIGBUS.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -37,16 +42,26 @@ from progan_dsl.data.manifest import (
     FORMAT_VERSION,
     LABELS_NAME,
     LAYOUT,
+    MANIFEST_NAME,
     PREVIEW_NAME,
-    fsync_dir,
+    is_dataset_file,
     is_manifest_present,
     level_file_name,
+    sampled_sha256,
     sha256_file,
     write_manifest,
 )
-from progan_dsl.data.npyfile import shrink_rows
+from progan_dsl.data.npyfile import NpyWriter
 from progan_dsl.data.sources import Source, open_source, source_key
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import (
+    OutputDir,
+    foreign_entries,
+    recover_interrupted,
+    staged_dir,
+    target_path,
+    write_error_message,
+)
 
 Channels = Literal["rgb", "gray", "auto"]
 CHUNK_BYTES = 64 << 20  # decoded top-level pixels held in memory per chunk
@@ -92,7 +107,11 @@ def create_dataset(opts: CreateOptions) -> CreateResult:
     geometry = Geometry(opts.base_shape, opts.resolution)
     if opts.max_images is not None and opts.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {opts.max_images}")
-    out = Path(os.path.abspath(opts.out.expanduser()))
+    out = target_path(opts.out)
+    try:
+        recover_interrupted(out)  # a killed earlier run may have left DIR aside
+    except OSError as err:
+        raise UserError(f"cannot finish an interrupted earlier run at {out}: {err}") from err
     state = _existing_state(out, opts)
     if isinstance(state, CreateResult):
         return state
@@ -100,19 +119,20 @@ def create_dataset(opts: CreateOptions) -> CreateResult:
     if source_path.is_dir() and out.is_relative_to(source_path):
         raise UserError(f"--out {out} is inside --source {source_path}; choose a folder outside it")
     source = open_source(opts.source, opts.labels)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    plan = OutputDir(out, replace=state == "replace")
     try:
-        _remove_stale_temps(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        manifest = _build(source, geometry, opts, tmp)
-        _publish(tmp, out, replace=state == "replace")
+        with staged_dir(plan, complete_file=MANIFEST_NAME) as tmp:
+            manifest = _build(source, geometry, opts, tmp)
     except OSError as err:  # disk full, permissions, ...: the user's to fix, not a bug
-        raise UserError(f"creating {out} failed: {err}") from err
+        message = write_error_message(
+            err,
+            out,
+            "the partial dataset was removed; free some space (or fix the "
+            "permissions) and run the command again",
+        )
+        raise UserError(message or f"creating {out} failed: {err}") from err
     finally:
         source.close()
-        shutil.rmtree(tmp, ignore_errors=True)  # gone after a rename; removed after a failure
     return CreateResult(out, manifest, reused=False)
 
 
@@ -140,6 +160,13 @@ def _existing_state(out: Path, opts: CreateOptions) -> str | CreateResult:
                 f"{out} already holds a dataset; pass --force to replace it "
                 "or --skip-existing to keep it"
             )
+        foreign = foreign_entries(out, is_dataset_file)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise UserError(
+                f"{out} holds a dataset and also files progan-dataset did not write ({shown}); "
+                "--force replaces the whole folder, so move them out first"
+            )
         return "replace"
     if any(out.iterdir()):
         raise UserError(
@@ -156,42 +183,21 @@ def _option_diff(manifest: dict[str, Any], opts: CreateOptions) -> str:
     return "; ".join(diffs) or "options differ"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _check_space(folder: Path, needed: int, out: Path) -> None:
+    """UserError before anything is written if the disk cannot hold the dataset (an upper bound:
+    every candidate usable). Quotas are not visible here; the writes report them."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserError(
+            f"disk full while writing {out}: the dataset needs about {_gib(needed)} and "
+            f"{folder} has {_gib(free)} free; nothing older was touched; free some space "
+            "(with --force the old dataset stays until the new one is complete) or use "
+            "--max-images"
+        )
 
 
-def _remove_stale_temps(out: Path) -> None:
-    """Delete `out.tmp-<pid>` left by killed runs (their pid is gone)."""
-    for path in glob.glob(glob.escape(str(out)) + ".tmp-*"):
-        suffix = path.rsplit(".tmp-", 1)[1]
-        if suffix.isdigit() and int(suffix) != os.getpid() and not _pid_alive(int(suffix)):
-            print(f"removing {path} left by an interrupted run", file=sys.stderr)
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _publish(tmp: Path, out: Path, replace: bool) -> None:
-    """Move the finished `tmp` to `out` (replacing an existing dataset when asked)."""
-    if replace:
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            os.rename(old, out)  # put the previous dataset back
-            raise
-        shutil.rmtree(old)
-    else:
-        try:
-            os.rename(tmp, out)  # onto a missing path or an empty folder
-        except OSError as err:
-            raise UserError(f"{out} appeared while creating it (another run?): {err}") from None
-    fsync_dir(out.parent)
+def _gib(num_bytes: int) -> str:
+    return f"{num_bytes / (1 << 30):.2f} GiB" if num_bytes >= 1 << 26 else f"{num_bytes >> 10} KiB"
 
 
 def _candidate_order(count: int, seed: int | None) -> np.ndarray:
@@ -224,59 +230,56 @@ def _build(source: Source, geometry: Geometry, opts: CreateOptions, tmp: Path) -
         raise _no_images(source, [])
     top_desc = geometry.resolutions[::-1]  # top level first
     files = {r: tmp / level_file_name(geometry.shape(r)) for r in top_desc}
-    levels = {
-        r: np.lib.format.open_memmap(
-            files[r], mode="w+", dtype=np.uint8, shape=(target, channels, *geometry.shape(r))
-        )
-        for r in top_desc
-    }
+    per_image = sum(channels * geometry.shape(r)[0] * geometry.shape(r)[1] for r in top_desc)
+    _check_space(tmp, target * (per_image + 8) + (1 << 20), opts.out)
     top_shape = geometry.shape(geometry.resolution)
     chunk = max(1, min(1024, CHUNK_BYTES // (channels * top_shape[0] * top_shape[1])))
     used: list[int] = []
     skipped: list[dict[str, str]] = []
     considered = 0
     bar = tqdm(total=target, unit="img", desc="create", disable=None if opts.progress else True)
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, bar:
-        while len(used) < target and considered < len(order):
-            batch = order[considered : considered + min(chunk, target - len(used))]
-            considered += len(batch)
-            results = pool.map(
-                lambda i: _load_one(source, int(i), top_shape, channels, opts.mode), batch
-            )
-            good = []
-            for index, (array, reason) in zip(batch, results, strict=True):
-                if array is None:
-                    skipped.append({"file": source.names[index], "reason": reason})
-                    bar.set_postfix(skipped=len(skipped))
-                else:
-                    good.append(array)
-                    used.append(int(index))
-            if good:
-                _write_rows(levels, top_desc, len(used) - len(good), np.stack(good))
-                bar.update(len(good))
-    if not used:
-        raise _no_images(source, skipped)
-    for array in levels.values():
-        array.flush()
-    del levels  # close the memmaps before resizing files
-    if len(used) < target:
-        for path in files.values():
-            shrink_rows(path, len(used))
-    for path in files.values():
-        _fsync_file(path)
-    manifest = _manifest(source, geometry, opts, channels, tmp, files, used, skipped, considered)
+    writers: list[NpyWriter] = []
+    try:
+        for r in top_desc:
+            writers.append(NpyWriter(files[r], target, (channels, *geometry.shape(r)), np.uint8))
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, bar:
+            while len(used) < target and considered < len(order):
+                batch = order[considered : considered + min(chunk, target - len(used))]
+                considered += len(batch)
+                results = pool.map(
+                    lambda i: _load_one(source, int(i), top_shape, channels, opts.mode), batch
+                )
+                good = []
+                for index, (array, reason) in zip(batch, results, strict=True):
+                    if array is None:
+                        skipped.append({"file": source.names[index], "reason": reason})
+                        bar.set_postfix(skipped=len(skipped))
+                    else:
+                        good.append(array)
+                        used.append(int(index))
+                if good:
+                    _write_rows(writers, np.stack(good))
+                    bar.update(len(good))
+        if not used:
+            raise _no_images(source, skipped)
+        hashes = {r: writer.finish() for r, writer in zip(top_desc, writers, strict=True)}
+    finally:
+        for writer in writers:
+            writer.abort()
+    manifest = _manifest(
+        source, geometry, opts, channels, tmp, files, hashes, used, skipped, considered
+    )
     write_manifest(tmp, manifest)
     return manifest
 
 
-def _write_rows(
-    levels: Mapping[int, np.ndarray], top_desc: Sequence[int], start: int, block: np.ndarray
-) -> None:
-    """Write a chunk [n, C, H, W] of top-level images and every level below it."""
-    for i, resolution in enumerate(top_desc):
+def _write_rows(writers: Sequence[NpyWriter], block: np.ndarray) -> None:
+    """Append a chunk [n, C, H, W] of top-level images and every level below it (writers are
+    ordered top level first)."""
+    for i, writer in enumerate(writers):
         if i:
             block = box_downsample(block)
-        levels[resolution][start : start + len(block)] = block
+        writer.append(block)
 
 
 def _fsync_file(path: Path) -> None:
@@ -309,6 +312,7 @@ def _manifest(
     channels: int,
     tmp: Path,
     files: dict[int, Path],
+    hashes: dict[int, str],
     used: list[int],
     skipped: list[dict[str, str]],
     considered: int,
@@ -344,7 +348,8 @@ def _manifest(
                 "shape": list(geometry.shape(r)),
                 "file": files[r].name,
                 "bytes": files[r].stat().st_size,
-                "sha256": sha256_file(files[r]),
+                "sha256": hashes[r],
+                "sampled": sampled_sha256(files[r]).model_dump(),
             }
             for r in geometry.resolutions
         ],

