@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dump", action="store_true", help="print the block graphs as text")
     p.add_argument("--stage", default="all", help="resolution for --dump/--render/--emit (default all)")
     p.add_argument("--emit-source", metavar="DIR", help="write generated PyTorch modules to DIR")
+    p.add_argument("--force", action="store_true",
+                   help="with --emit-source: replace an earlier emission in DIR (nothing else)")
     p.add_argument("--render", metavar="DIR", help="draw the graphs with graphviz into DIR")
     p.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"], help="--render format")
     p.add_argument("--schema", metavar="FILE", help="write the JSON Schema of the spec language ('-' = stdout)")
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.emit_source:
         from progan_dsl.codegen import emit_package
 
-        files = emit_package(program.graphs, args.emit_source)
+        files = emit_package(program.graphs, args.emit_source, force=args.force)
         print(f"wrote {len(files)} files to {args.emit_source}")
         did = True
     if args.render:
