@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import graphviz
 
 from progan_dsl.errors import UserError
-from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count
+from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count, select_stages
+from progan_dsl.ir.describe import describe
 from progan_dsl.kinds import get_kind
 
 if TYPE_CHECKING:
@@ -76,19 +77,19 @@ INSTALL_HINT = (
 
 def node_params(node: Node) -> int:
     """Trainable parameters of one node, as the kind registry counts them."""
-    return get_kind(node.kind).count(node.facts())
+    return describe(node).params
 
 
 def node_label(node: Node) -> str:
     """Three lines: "Conv 3x3 · lrelu · pixel norm", "[256, 64, 64]", "590,080 params"."""
-    kind = get_kind(node.kind)
-    head = kind.label(node.facts())
-    if kind.has_activation and (kind.has_weights or node.activation != "linear"):
-        head += f" · {node.activation}"  # a plain resampling shows no "linear"
-    if node.normalize:
+    desc = describe(node)
+    head = desc.label
+    if desc.nonlinearity is not None:  # a plain resampling shows no "linear"
+        head += f" · {desc.nonlinearity}"
+    if desc.normalize:
         head += " · pixel norm"
-    shape = "[" + ", ".join(str(s) for s in node.out_shape or ()) + "]"
-    return f"{head}\n{shape}\n{node_params(node):,} params"
+    shape = "[" + ", ".join(str(s) for s in desc.out_shape) + "]"
+    return f"{head}\n{shape}\n{desc.params:,} params"
 
 
 def block_title(program: Program, resolution: int) -> str:
@@ -274,29 +275,16 @@ def overview_dot(program: Program) -> str:
 # ---- files --------------------------------------------------------------------------------------
 
 
-def select_stages(program: Program, stages: str | int | Sequence[Stage]) -> list[Stage]:
-    """'all', a resolution (both of its phases) or an explicit list of stages, in training order."""
-    if isinstance(stages, str):
-        if stages == "all":
-            return list(program.stages)
-        if not stages.strip().isdigit():
-            raise UserError(f"--stage must be a resolution or 'all', got {stages!r}")
-        stages = int(stages)
-    if isinstance(stages, int):
-        chosen = [s for s in program.stages if s.resolution == stages]
-        if not chosen:
-            valid = ", ".join(str(r) for r in program.spec.architecture.resolutions)
-            raise UserError(
-                f"no stage at resolution {stages} in spec '{program.spec.name}' "
-                f"(resolutions: {valid}, or 'all')"
-            )
-        return chosen
-    known = set(program.stages)
-    for st in stages:
-        if st not in known:
-            valid = ", ".join(str(s) for s in program.stages)
-            raise UserError(f"no stage {st} in spec '{program.spec.name}' (stages: {valid})")
-    return sorted(set(stages))
+def chosen_stages(program: Program, stages: str | int | Sequence[Stage]) -> list[Stage]:
+    """'all', a resolution (both of its phases) or an explicit list of stages, in training order;
+    unknown ones raise `ir.select_stages`'s one error text."""
+    name = program.spec.name
+    if isinstance(stages, (str, int)):
+        return select_stages(program.stages, stages, spec_name=name)
+    wanted = set(stages)
+    for st in sorted(wanted):
+        select_stages(program.stages, st.resolution, st.phase, spec_name=name)
+    return [s for s in program.stages if s in wanted]
 
 
 def dot_program() -> str:
@@ -370,7 +358,7 @@ def render(
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown render format {fmt!r} (choose one of: {', '.join(FORMATS)})")
-    chosen = select_stages(program, stages)
+    chosen = chosen_stages(program, stages)
     exe = dot_program() if fmt != "dot" else None  # fail before writing anything
     out = Path(out_dir)
     try:

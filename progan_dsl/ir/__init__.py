@@ -4,7 +4,13 @@ Does not import torch.
 """
 
 from progan_dsl.ir.graph import BlockGraph
-from progan_dsl.ir.pipeline import CompiledGraphs, compile_graphs, param_count, stages
+from progan_dsl.ir.pipeline import (
+    CompiledGraphs,
+    compile_graphs,
+    param_count,
+    select_stages,
+    stages,
+)
 from progan_dsl.ir.types import EdgeKind, Node, Role, Span, Stage
 
 __all__ = [
@@ -17,5 +23,6 @@ __all__ = [
     "Stage",
     "compile_graphs",
     "param_count",
+    "select_stages",
     "stages",
 ]

@@ -2,29 +2,19 @@
 
 Per-stage graphs are cut out of these by `passes.select_stage`. Node ids are stable dotted names
 (`G.b64.conv1`, `D.b4.mbstd`) that become parameter names, so weights carry over between stages.
+Names come from `spec.names` (the spec rules already refused duplicate and reserved ones).
 Layer defaults (activation, gain, pixel norm) are resolved here, once.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from progan_dsl.ir.graph import BlockGraph
 from progan_dsl.ir.types import Node, Role, Span
 from progan_dsl.kinds import LayerBase, get_kind
 from progan_dsl.spec import LoadedSpec, Spec
-
-# Default node names per kind (numbered when a block has several of a kind).
-DEFAULT_NAMES = {
-    "conv": "conv",
-    "upsample": "up",
-    "downsample": "down",
-    "project": "project",
-    "dense": "dense",
-    "minibatch_stddev": "mbstd",
-    "pixel_norm": "norm",
-}
+from progan_dsl.spec import names as N
 
 
 class _Ctx:
@@ -34,19 +24,25 @@ class _Ctx:
         self.arch = loaded.spec.architecture
 
     def span(self, loc: tuple[Any, ...]) -> Span:
-        line, col = self.loaded.doc.mark(loc)
-        return Span(self.loaded.path, line, col, loc)
+        doc = self.loaded.doc
+        where = doc.where(loc)
+        return Span(where.path, where.line, where.col, loc, written=doc.has(loc))
 
-    def node(self, net: str, res: int, name: str, layer: LayerBase, role: Role, loc: tuple[Any, ...]) -> Node:
+    def node(
+        self, net: str, res: int, name: str, layer: LayerBase, role: Role, loc: tuple[Any, ...]
+    ) -> Node:
         kind = get_kind(layer.kind)  # type: ignore[attr-defined]
         act = getattr(layer, "activation", None) or self.arch.activation.kind
         normalize = getattr(layer, "normalize", None)
         if normalize is None:
             normalize = (
-                net == "G" and role == Role.BLOCK and kind.has_weights and self.arch.pixel_norm.enabled
+                net == "G"
+                and role == Role.BLOCK
+                and kind.has_weights
+                and self.arch.pixel_norm.enabled
             )
         return Node(
-            id=f"{net}.b{res}.{name}",
+            id=N.node_id(net, N.block_name(res), name),
             net=net,
             kind=kind.name,
             resolution=res,
@@ -62,22 +58,9 @@ class _Ctx:
         )
 
 
-def _names(layers: list[LayerBase]) -> list[str]:
-    counts = Counter(layer.kind for layer in layers)  # type: ignore[attr-defined]
-    seen: Counter[str] = Counter()
-    out = []
-    for layer in layers:
-        kind: str = layer.kind  # type: ignore[attr-defined]
-        if layer.name:
-            out.append(layer.name)
-            continue
-        base = DEFAULT_NAMES.get(kind, kind)
-        out.append(f"{base}{seen[kind]}" if counts[kind] > 1 else base)
-        seen[kind] += 1
-    return out
-
-
-def _block_layers(net_spec: Any, key_first: str, res: int, base: int, net: str) -> tuple[list[LayerBase], tuple[Any, ...]]:
+def _block_layers(
+    net_spec: Any, key_first: str, res: int, base: int, net: str
+) -> tuple[list[LayerBase], tuple[Any, ...]]:
     if res == base:
         return getattr(net_spec, key_first), ("architecture", net, key_first)
     if res in net_spec.overrides:
@@ -85,17 +68,14 @@ def _block_layers(net_spec: Any, key_first: str, res: int, base: int, net: str) 
     return net_spec.block, ("architecture", net, "block")
 
 
-def _add_block(ctx: _Ctx, graph: BlockGraph, net: str, res: int, layers: list[LayerBase],
-               loc: tuple[Any, ...]) -> list[Node]:
-    names = _names(layers)
-    dupes = [n for n, c in Counter(names).items() if c > 1]
-    if dupes:
-        from progan_dsl.spec import Issue, SpecError
-
-        span = ctx.span(loc)
-        raise SpecError([Issue(span.path, span.line, span.col, loc, f"duplicate layer name {dupes[0]!r} in one block")])
-    nodes = [graph.add(ctx.node(net, res, name, layer, Role.BLOCK, loc + (i,)))
-             for i, (name, layer) in enumerate(zip(names, layers))]
+def _add_block(
+    ctx: _Ctx, graph: BlockGraph, net: str, res: int, layers: list[LayerBase], loc: tuple[Any, ...]
+) -> list[Node]:
+    names = N.layer_names(layers)  # unique and free of reserved names: a spec rule checks
+    nodes = [
+        graph.add(ctx.node(net, res, name, layer, Role.BLOCK, loc + (i,)))
+        for i, (name, layer) in enumerate(zip(names, layers))
+    ]
     _move_activation_past_downsample(graph, nodes)
     for a, b in zip(nodes, nodes[1:]):
         graph.connect(a.id, b.id)
@@ -119,22 +99,43 @@ def build_generator(loaded: LoadedSpec) -> BlockGraph:
     ctx = _Ctx(loaded)
     arch = ctx.arch
     g = BlockGraph("G")
-    z = g.add(Node(id="G.z.latent", net="G", kind="input", resolution=0, role=Role.INPUT,
-                   out_shape=(arch.latent_size,), span=ctx.span(("architecture", "latent_size"))))
+    z = g.add(
+        Node(
+            id=N.node_id("G", N.LATENT_BLOCK, N.LATENT),
+            net="G",
+            kind="input",
+            resolution=0,
+            role=Role.INPUT,
+            out_shape=(arch.latent_size,),
+            span=ctx.span(("architecture", "latent_size")),
+        )
+    )
     prev = z.id
     if arch.pixel_norm.latent:
-        norm = g.add(Node(id="G.z.norm", net="G", kind="pixel_norm", resolution=0, role=Role.BLOCK,
-                          norm_eps=arch.pixel_norm.epsilon,
-                          span=ctx.span(("architecture", "pixel_norm"))))
+        norm = g.add(
+            Node(
+                id=N.node_id("G", N.LATENT_BLOCK, N.LATENT_NORM),
+                net="G",
+                kind="pixel_norm",
+                resolution=0,
+                role=Role.BLOCK,
+                norm_eps=arch.pixel_norm.epsilon,
+                span=ctx.span(("architecture", "pixel_norm")),
+            )
+        )
         g.connect(prev, norm.id)
         prev = norm.id
     rgb = arch.generator.to_rgb.model_copy(update={"out": arch.image_channels})
     for res in arch.resolutions:
-        layers, loc = _block_layers(arch.generator, "first_block", res, arch.base_resolution, "generator")
+        layers, loc = _block_layers(
+            arch.generator, "first_block", res, arch.base_resolution, "generator"
+        )
         nodes = _add_block(ctx, g, "G", res, layers, loc)
         g.connect(prev, nodes[0].id)
         prev = nodes[-1].id
-        to_rgb = g.add(ctx.node("G", res, "torgb", rgb, Role.TO_RGB, ("architecture", "generator", "to_rgb")))
+        to_rgb = g.add(
+            ctx.node("G", res, N.TO_RGB, rgb, Role.TO_RGB, ("architecture", "generator", "to_rgb"))
+        )
         g.connect(prev, to_rgb.id)
     return g
 
@@ -144,15 +145,33 @@ def build_discriminator(loaded: LoadedSpec) -> BlockGraph:
     arch = ctx.arch
     d = BlockGraph("D")
     final = arch.final_resolution
-    img = d.add(Node(id="D.img.image", net="D", kind="input", resolution=final + 1, role=Role.INPUT,
-                     out_shape=(arch.image_channels, *arch.spatial(final)),
-                     span=ctx.span(("architecture", "image_channels"))))
+    img = d.add(
+        Node(
+            id=N.node_id("D", N.IMAGE_BLOCK, N.IMAGE),
+            net="D",
+            kind="input",
+            resolution=final + 1,
+            role=Role.INPUT,
+            out_shape=(arch.image_channels, *arch.spatial(final)),
+            span=ctx.span(("architecture", "image_channels")),
+        )
+    )
     prev: str | None = None
     for res in reversed(arch.resolutions):
-        from_rgb = d.add(ctx.node("D", res, "fromrgb", arch.discriminator.from_rgb, Role.FROM_RGB,
-                                  ("architecture", "discriminator", "from_rgb")))
+        from_rgb = d.add(
+            ctx.node(
+                "D",
+                res,
+                N.FROM_RGB,
+                arch.discriminator.from_rgb,
+                Role.FROM_RGB,
+                ("architecture", "discriminator", "from_rgb"),
+            )
+        )
         d.connect(img.id, from_rgb.id)
-        layers, loc = _block_layers(arch.discriminator, "last_block", res, arch.base_resolution, "discriminator")
+        layers, loc = _block_layers(
+            arch.discriminator, "last_block", res, arch.base_resolution, "discriminator"
+        )
         nodes = _add_block(ctx, d, "D", res, layers, loc)
         d.connect(from_rgb.id, nodes[0].id)
         if prev is not None:

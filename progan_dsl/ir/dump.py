@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from progan_dsl.ir.describe import describe
 from progan_dsl.ir.graph import BlockGraph
 from progan_dsl.ir.pipeline import CompiledGraphs, param_count
 from progan_dsl.ir.types import EdgeKind, Node, Stage
-from progan_dsl.kinds import get_kind
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -13,18 +13,18 @@ def _shape(shape: tuple[int, ...] | None) -> str:
 
 
 def _node_line(graph: BlockGraph, node: Node) -> str:
-    kind = get_kind(node.kind)
+    desc = describe(node)
     inputs = []
     for pred, edge in graph.preds(node.id):
         inputs.append(pred.id if edge == EdgeKind.DATA else f"{edge.value}={pred.id}")
     attrs = []
-    if kind.has_activation:
-        attrs.append(node.activation)
-    if node.normalize:
+    if desc.activation is not None:  # the runtime argument, "linear" included
+        attrs.append(desc.activation)
+    if desc.normalize:
         attrs.append("pixelnorm")
-    if kind.has_weights:
-        attrs.append(f"gain={node.gain:.6g}")
-    params = kind.count(node.facts())
+    if desc.gain is not None:
+        attrs.append(f"gain={desc.gain:.6g}")
+    params = desc.params
     head = f"  {node.id:<20} = {node.kind}({', '.join(inputs)})"
     tail = f"-> {_shape(node.out_shape)}"
     extra = f"  {' '.join(attrs)}" if attrs else ""
@@ -41,8 +41,10 @@ def dump_stage(graph: BlockGraph, stage: Stage) -> str:
 def dump(compiled: CompiledGraphs, stages: list[Stage] | None = None) -> str:
     """The graphs of the given stages (default: all) for G and D, as stable text."""
     spec = compiled.loaded
-    header = (f"# progan-dsl graph dump of spec '{spec.spec.name}' "
-              f"(sha256 {spec.hash[:16]}), fused_scale={'on' if compiled.fused else 'off'}\n")
+    header = (
+        f"# progan-dsl graph dump of spec '{spec.spec.name}' "
+        f"(sha256 {spec.hash[:16]}), fused_scale={'on' if compiled.fused else 'off'}\n"
+    )
     parts = [header]
     for stage in stages or compiled.stages:
         for net in ("G", "D"):

@@ -78,13 +78,19 @@ class BlockGraph:
 
     def preds(self, node_id: str) -> list[tuple[Node, EdgeKind]]:
         return sorted(
-            ((self.node(p), self._g.edges[p, node_id]["kind"]) for p in self._g.predecessors(node_id)),
+            (
+                (self.node(p), self._g.edges[p, node_id]["kind"])
+                for p in self._g.predecessors(node_id)
+            ),
             key=lambda pe: (pe[1].value, pe[0].id),
         )
 
     def succs(self, node_id: str) -> list[tuple[Node, EdgeKind]]:
         return sorted(
-            ((self.node(s), self._g.edges[node_id, s]["kind"]) for s in self._g.successors(node_id)),
+            (
+                (self.node(s), self._g.edges[node_id, s]["kind"])
+                for s in self._g.successors(node_id)
+            ),
             key=lambda se: (se[1].value, se[0].id),
         )
 

@@ -7,14 +7,18 @@ one growth stage. `pipeline.py` lists them in order.
 from __future__ import annotations
 
 from progan_dsl.ir.graph import BlockGraph
-from progan_dsl.ir.types import EdgeKind, Node, Role, Stage
+from progan_dsl.ir.types import EdgeKind, Node, Role, Shape, Stage
 from progan_dsl.kinds import InferContext, get_kind
 from progan_dsl.kinds.builtin import DownsampleLayer, UpsampleLayer
+from progan_dsl.paper import FUSED_SCALE_KERNEL
 from progan_dsl.spec import Issue, Spec, SpecError
+from progan_dsl.spec import names as N
 
 
 class ShapeError(SpecError):
-    """A layer whose input shape it cannot take, reported at the layer's line in the spec."""
+    """A layer whose input shape it cannot take, or a block whose output does not fit the next
+    one, reported at the line of the layer that breaks the shape (never at a key the spec does
+    not write, such as a default toRGB)."""
 
 
 def _ctx(spec: Spec, net: str, res: int) -> InferContext:
@@ -26,26 +30,102 @@ def _ctx(spec: Spec, net: str, res: int) -> InferContext:
             return arch.channels_at(res)
         if ref == "lower":
             if res == resolutions[0]:
-                raise ValueError("'out: lower' at the base resolution: there is no lower resolution")
+                raise ValueError(
+                    "'out: lower' at the base resolution: there is no lower resolution"
+                )
             return arch.channels_at(res // 2)
         assert isinstance(ref, int)
         return ref
 
-    return InferContext(net=net, resolution=res, spatial=arch.spatial(res) if res in resolutions else (0, 0),
-                        channels=channels, image_channels=arch.image_channels)
+    return InferContext(
+        net=net,
+        resolution=res,
+        spatial=arch.spatial(res) if res in resolutions else (0, 0),
+        channels=channels,
+        image_channels=arch.image_channels,
+    )
 
 
-def _located(node: Node, msg: str) -> ShapeError:
-    span = node.span
+def _located(node: Node, msg: str, graph: BlockGraph | None = None) -> ShapeError:
+    """A shape error at `node`, or, when the spec does not write that node (a default toRGB or
+    fromRGB, the fade-in path), at the nearest upstream node it writes: the layer whose output
+    `node` could not take."""
+    blamed = _blame(graph, node) if graph is not None else node
     where = f"at resolution {node.resolution}: " if node.resolution in range(1, 1 << 17) else ""
+    ids = node.id if blamed is node else f"{node.id} cannot take the output of {blamed.id}"
+    span = blamed.span
     if span is None:
         return ShapeError([Issue("<graph>", 1, 1, (), f"{node.id}: {where}{msg}")])
-    return ShapeError([Issue(span.path, span.line, span.col, span.loc, f"{where}{msg} ({node.id})")])
+    return ShapeError([Issue(span.path, span.line, span.col, span.loc, f"{where}{msg} ({ids})")])
+
+
+def _blame(graph: BlockGraph, node: Node) -> Node:
+    current = node
+    while current.span is None or not current.span.written:
+        preds = graph.preds(current.id)  # data edges first, then the new block's fade-in path
+        if not preds:
+            return node
+        current = preds[0][0]
+    return current
+
+
+def _block_outputs(graph: BlockGraph) -> list[Node]:
+    """The last node of each resolution block: a block node none of whose successors is a block
+    node of the same resolution."""
+    out = []
+    for node in graph.nodes():
+        if node.role != Role.BLOCK or node.resolution <= 0:
+            continue
+        if not any(
+            s.role == Role.BLOCK and s.resolution == node.resolution
+            for s, _ in graph.succs(node.id)
+        ):
+            out.append(node)
+    return out
+
+
+def _maps(shape: Shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _check_block_output(node: Node, spec: Spec) -> str | None:
+    """What is wrong with the output of a block's last layer, if anything. A G block must output
+    its resolution's maps (the next block and toRGB read them); a D block above the base must
+    output what the next lower block's fromRGB gives, so the two can be blended and the lower
+    block's weights fit both; D's base block must end in one score per image."""
+    arch = spec.architecture
+    shape = node.out_shape or ()
+    res = node.resolution
+    if node.net == "G":
+        h, w = arch.spatial(res)
+        if len(shape) != 3 or shape[1:] != (h, w):
+            hint = " (does the block template start with an upsample?)" if len(shape) == 3 else ""
+            return (
+                f"a G block must output {h}x{w} feature maps here, but its last layer "
+                f"outputs {_maps(shape)}{hint}"
+            )
+        return None
+    if res == arch.base_resolution:
+        if shape != (1,):
+            return (
+                f"D must end in one score per image, but its last layer outputs "
+                f"{_maps(shape)}; end last_block with {{kind: dense, out: 1}}"
+            )
+        return None
+    want = (arch.channels_at(res // 2), *arch.spatial(res // 2))
+    if shape != want:
+        return (
+            f"a D block must output what fromRGB gives one resolution down ({res // 2}), "
+            f"{_maps(want)}, but its last layer outputs {_maps(shape)} (end the block with "
+            "an 'out: lower' conv and a downsample?)"
+        )
+    return None
 
 
 def infer_shapes(graph: BlockGraph, spec: Spec) -> BlockGraph:
     """Set in/out shapes of every node from its inputs, in topological order."""
     out = graph.copy()
+    last = {n.id for n in _block_outputs(out)}
     for node in out.nodes():
         preds = out.preds(node.id)
         if not preds:
@@ -56,14 +136,21 @@ def infer_shapes(graph: BlockGraph, spec: Spec) -> BlockGraph:
         shapes = {out.node(p.id).out_shape for p, _ in preds}
         if len(shapes) != 1:
             detail = ", ".join(f"{p.id} {list(out.node(p.id).out_shape or ())}" for p, _ in preds)
-            raise _located(node, f"inputs disagree in shape: {detail}")
+            raise _located(node, f"inputs disagree in shape: {detail}", out)
         in_shape = shapes.pop()
         assert in_shape is not None
         try:
-            out_shape = get_kind(node.kind).infer(node.layer, in_shape, _ctx(spec, node.net, node.resolution))
+            out_shape = get_kind(node.kind).infer(
+                node.layer, in_shape, _ctx(spec, node.net, node.resolution)
+            )
         except ValueError as err:
-            raise _located(node, str(err)) from None
-        out.replace(node.with_(in_shape=in_shape, out_shape=tuple(out_shape)))
+            raise _located(node, str(err), out) from None
+        node = node.with_(in_shape=in_shape, out_shape=tuple(out_shape))
+        out.replace(node)
+        if node.id in last:
+            problem = _check_block_output(node, spec)
+            if problem:
+                raise _located(node, problem, out)
     return out
 
 
@@ -84,13 +171,18 @@ def fuse_scale(graph: BlockGraph, spec: Spec) -> BlockGraph:
         if len(out.preds(nxt.id)) != 1:
             continue
         kernel = getattr(nxt.layer, "kernel", None)
-        if node.kind == "upsample" and nxt.kind == "conv" and kernel == 3:
+        if node.kind == "upsample" and nxt.kind == "conv" and kernel == FUSED_SCALE_KERNEL:
             fused = nxt.with_(kind="conv_up", in_shape=node.in_shape)
             _splice(out, first=node, second=nxt, fused=fused)
         kernel = getattr(node.layer, "kernel", None)
-        if (node.kind == "conv" and nxt.kind == "downsample" and kernel == 3
-                and node.activation == "linear" and not node.normalize
-                and getattr(nxt.layer, "takes_activation", False)):
+        if (
+            node.kind == "conv"
+            and nxt.kind == "downsample"
+            and kernel == FUSED_SCALE_KERNEL
+            and node.activation == "linear"
+            and not node.normalize
+            and getattr(nxt.layer, "takes_activation", False)
+        ):
             fused = node.with_(kind="conv_down", activation=nxt.activation, out_shape=nxt.out_shape)
             _splice(out, first=node, second=nxt, fused=fused)
     return out
@@ -141,32 +233,67 @@ def insert_fade(graph: BlockGraph, full: BlockGraph, spec: Spec, stage: Stage) -
         return graph
     out = graph.copy()
     res, low = stage.resolution, stage.resolution // 2
+    block = N.block_name(res)
     if out.net == "G":
-        new_rgb = out.node(f"G.b{res}.torgb")
-        old_rgb = full.node(f"G.b{low}.torgb")
+        new_rgb = out.node(N.node_id("G", block, N.TO_RGB))
+        old_rgb = full.node(N.node_id("G", N.block_name(low), N.TO_RGB))
         feed = full.preds(old_rgb.id)[0][0]
         out.add(old_rgb)
         out.connect(feed.id, old_rgb.id)
-        up = out.add(Node(id=f"G.b{res}.skip_up", net="G", kind="upsample", resolution=res,
-                          role=Role.SKIP, layer=UpsampleLayer(kind="upsample"), span=new_rgb.span))
+        up = out.add(
+            Node(
+                id=N.node_id("G", block, N.SKIP_UP),
+                net="G",
+                kind="upsample",
+                resolution=res,
+                role=Role.SKIP,
+                layer=UpsampleLayer(kind="upsample"),
+                span=new_rgb.span,
+            )
+        )
         out.connect(old_rgb.id, up.id)
-        lerp = out.add(Node(id=f"G.b{res}.fade", net="G", kind="lerp", resolution=res,
-                            role=Role.FADE, span=new_rgb.span))
+        lerp = out.add(
+            Node(
+                id=N.node_id("G", block, N.FADE),
+                net="G",
+                kind="lerp",
+                resolution=res,
+                role=Role.FADE,
+                span=new_rgb.span,
+            )
+        )
         out.connect(up.id, lerp.id, EdgeKind.FADE_SKIP)
         out.connect(new_rgb.id, lerp.id, EdgeKind.FADE_NEW)
         return out
     img = next(n for n in out.nodes() if n.role == Role.INPUT)
-    new_rgb = out.node(f"D.b{res}.fromrgb")
-    old_rgb = full.node(f"D.b{low}.fromrgb")
+    new_rgb = out.node(N.node_id("D", block, N.FROM_RGB))
+    old_rgb = full.node(N.node_id("D", N.block_name(low), N.FROM_RGB))
     low_first = next(s for s, _ in full.succs(old_rgb.id))
     block_last = next(p for p, _ in out.preds(low_first.id) if p.resolution == res)
-    down = out.add(Node(id=f"D.b{res}.skip_down", net="D", kind="downsample", resolution=res,
-                        role=Role.SKIP, layer=DownsampleLayer(kind="downsample"), span=new_rgb.span))
+    down = out.add(
+        Node(
+            id=N.node_id("D", block, N.SKIP_DOWN),
+            net="D",
+            kind="downsample",
+            resolution=res,
+            role=Role.SKIP,
+            layer=DownsampleLayer(kind="downsample"),
+            span=new_rgb.span,
+        )
+    )
     out.connect(img.id, down.id)
     out.add(old_rgb)
     out.connect(down.id, old_rgb.id)
-    lerp = out.add(Node(id=f"D.b{res}.fade", net="D", kind="lerp", resolution=res,
-                        role=Role.FADE, span=new_rgb.span))
+    lerp = out.add(
+        Node(
+            id=N.node_id("D", block, N.FADE),
+            net="D",
+            kind="lerp",
+            resolution=res,
+            role=Role.FADE,
+            span=new_rgb.span,
+        )
+    )
     out.disconnect(block_last.id, low_first.id)
     out.connect(old_rgb.id, lerp.id, EdgeKind.FADE_SKIP)
     out.connect(block_last.id, lerp.id, EdgeKind.FADE_NEW)

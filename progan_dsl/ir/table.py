@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from progan_dsl.ir.describe import describe
 from progan_dsl.ir.graph import BlockGraph
 from progan_dsl.ir.types import NET_NAME, Role
-from progan_dsl.kinds import get_kind
+from progan_dsl.spec import names as N
+
+ACTIVATION_NAMES = {"lrelu": "LReLU"}  # as Table 2 writes them
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,19 @@ def _shape(shape: tuple[int, ...]) -> str:
 def rows(graph: BlockGraph) -> list[Row]:
     out = []
     for node in graph.nodes():
-        kind = get_kind(node.kind)
-        if node.kind == "pixel_norm" and node.role == Role.BLOCK and node.resolution == 0:
+        if node.role == Role.BLOCK and node.block == N.LATENT_BLOCK:
             continue  # the latent normalisation is not a row of Table 2
-        act = node.activation if kind.has_activation and node.activation != "linear" else "-"
-        if kind.has_weights and node.activation == "linear":
-            act = "linear"
-        out.append(Row(node.id, kind.label(node.facts()), {"lrelu": "LReLU"}.get(act, act),
-                       _shape(node.out_shape or ()), kind.count(node.facts())))
+        desc = describe(node)
+        act = desc.nonlinearity or "-"
+        out.append(
+            Row(
+                node.id,
+                desc.label,
+                ACTIVATION_NAMES.get(act, act),
+                _shape(desc.out_shape),
+                desc.params,
+            )
+        )
     return out
 
 
@@ -54,7 +62,9 @@ def format_table(graph: BlockGraph) -> str:
     lines = [head, "-" * len(head)]
     for r in table:
         exact = f"{r.params:,}" if r.params else ""
-        lines.append(f"{r.layer:<22}{r.activation:<9}{r.shape:<20}{_human(r.params):>8}  {exact:>12}")
+        lines.append(
+            f"{r.layer:<22}{r.activation:<9}{r.shape:<20}{_human(r.params):>8}  {exact:>12}"
+        )
     lines.append("-" * len(head))
     lines.append(f"{'Total trainable parameters':<51}{_human(total):>8}  {total:>12,}")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from progan_dsl.kinds import LayerBase, NodeFacts
+from progan_dsl.paper import LRELU_SLOPE, PIXEL_NORM_EPS
 
 Shape = tuple[int, ...]
 Phase = Literal["fade", "stable"]
@@ -30,15 +31,17 @@ class Role(str, Enum):
 
 @dataclass(frozen=True)
 class Span:
-    """Where in the spec a node came from."""
+    """Where in the spec a node came from. `written`: whether the spec writes `loc` itself; a
+    node from a default (toRGB, fromRGB) points at the nearest key that is written."""
 
     path: str
     line: int
     col: int
     loc: tuple[Any, ...] = ()
+    written: bool = True
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}"
+        return f"{self.path}:{self.line}:{self.col}" if self.line else self.path
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,10 @@ class Node:
     role: Role
     layer: LayerBase | None = None  # the spec parameters, if any
     activation: str = "linear"
-    slope: float = 0.2
-    gain: float = 1.0
+    slope: float = LRELU_SLOPE
+    gain: float = 1.0  # no scaling; the builder sets every weighted node's gain
     normalize: bool = False
-    norm_eps: float = 1e-8
+    norm_eps: float = PIXEL_NORM_EPS
     equalized: bool = True
     in_shape: Shape | None = None
     out_shape: Shape | None = None
@@ -76,9 +79,16 @@ class Node:
     def facts(self) -> NodeFacts:
         assert self.in_shape is not None and self.out_shape is not None, self.id
         return NodeFacts(
-            kind=self.kind, in_shape=self.in_shape, out_shape=self.out_shape, layer=self.layer,
-            activation=self.activation, slope=self.slope, gain=self.gain,
-            normalize=self.normalize, norm_eps=self.norm_eps, equalized=self.equalized,
+            kind=self.kind,
+            in_shape=self.in_shape,
+            out_shape=self.out_shape,
+            layer=self.layer,
+            activation=self.activation,
+            slope=self.slope,
+            gain=self.gain,
+            normalize=self.normalize,
+            norm_eps=self.norm_eps,
+            equalized=self.equalized,
         )
 
 

@@ -1,30 +1,96 @@
-"""The `LayerKind` record, the registry, and the base model of a layer's spec parameters."""
+"""The `LayerKind` record, the registry, the base model of every spec model (`SpecModel`: strict,
+closed, and naming its allowed keys when it meets an unknown one) and of a layer's parameters."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 # Names that reach generated code: a node name becomes part of a Python identifier.
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$", strict=True)
-]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$", strict=True)]
 Activation = Literal["lrelu", "relu", "linear"]
 # A channel count: "this" = the width of the block's resolution, "lower" = the width of the next
 # lower resolution (the D block's last conv, Table 2), or an explicit number.
-ChannelRef = Literal["this", "lower"] | Annotated[int, Field(ge=1, le=65536)]
+ChannelRef = Literal["this", "lower"] | Annotated[StrictInt, Field(ge=1, le=65536)]
 
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (C,) for vectors
 
+_CORE_ERROR_TYPES = frozenset(get_args(ErrorType))
 
-class LayerBase(BaseModel):
+
+def unknown_key_message(key: object, allowed: list[str]) -> str:
+    """`unknown key 'krnel' (did you mean 'kernel'? allowed: name, kind, kernel, ...)`."""
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key '{key}' ({hint}allowed: {', '.join(allowed)})"
+
+
+def _rebuilt(error: Any, model: type[SpecModel]) -> InitErrorDetails:
+    """One error of a `ValidationError` as raisable details; this model's unknown keys become
+    `unknown_key` errors whose message lists the keys the model allows."""
+    loc, ctx = tuple(error["loc"]), error.get("ctx")
+    if error["type"] == "extra_forbidden" and len(loc) == 1:
+        allowed = model.allowed_keys()
+        kind: Any = PydanticCustomError(
+            "unknown_key", unknown_key_message(loc[0], allowed), {"allowed": allowed}
+        )
+    elif error["type"] in _CORE_ERROR_TYPES:
+        kind = error["type"]
+    else:  # a custom error raised below (spec rules, layer kinds): keep its text as it is
+        kind = PydanticCustomError(error["type"], error["msg"], ctx)
+        ctx = None
+    details = InitErrorDetails(type=kind, loc=loc, input=error.get("input"))
+    if ctx is not None:
+        details["ctx"] = ctx
+    return details
+
+
+class SpecModel(BaseModel):
+    """Base of every model of the spec language (spec sections and layer parameters).
+
+    Closed (`extra="forbid"`), frozen, no NaN or infinity in floats. An unknown key is reported
+    by the model it was written in, as an `unknown_key` error that names the allowed keys (its
+    `ctx["allowed"]`) and the closest one: no reflection over the type tree needed to say so.
+    Fields that must not take a bool for a number use pydantic's Strict types.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The keys a mapping of this model may have, in declaration order."""
+        return list(cls.model_fields)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _report_unknown_keys(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as err:
+            errors = err.errors()
+            if not any(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+                raise
+            rebuilt = [_rebuilt(e, cls) for e in errors]
+            raise ValidationError.from_exception_data(err.title, rebuilt) from None
+
+
+class LayerBase(SpecModel):
     """Fields every layer has. Each kind subclasses it with `kind: Literal[...]` and its params."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Identifier | None = Field(
         None,

@@ -1,8 +1,11 @@
 """The spec language (spec_version 1): every pydantic model of a spec, in one place.
 
-Numbers from the paper sit on field defaults with their source. Cross-field rules are the named
-`check_*` functions at the bottom; each returns (key path, message) pairs so that one bad spec
-reports all its problems at once, each at its own line.
+Numbers from the paper sit on field defaults, named in `progan_dsl.paper` with their source.
+Numbers are strict (a bool is not a number, a float is not an int), floats are finite. Every
+model derives from `SpecModel` (kinds/base.py), which reports unknown keys with the keys it
+allows. Cross-field rules are the named `check_*` functions listed in `RULES` at the bottom; each
+returns (key path, message) pairs so that one bad spec reports all its problems at once, each at
+its own line. `minibatch_group_problems` is the one owner of the minibatch-stddev batch rule.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     WithJsonSchema,
@@ -25,33 +29,51 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from progan_dsl.errors import UserError
 from progan_dsl.kinds import LayerBase, get_kind, spec_kind_names
+from progan_dsl.kinds.base import SpecModel
 from progan_dsl.kinds.builtin import ConvLayer
+from progan_dsl.paper import (
+    ADAM_BETA1,
+    ADAM_BETA2,
+    ADAM_EPS,
+    ADAM_LR,
+    BASE_RESOLUTION,
+    CHANNEL_BASE,
+    CHANNEL_DECAY,
+    CHANNEL_MAX,
+    D_REPEATS,
+    FADE_KIMG,
+    G_EMA_DECAY,
+    HE_GAIN,
+    IMAGE_CHANNELS,
+    LATENT_SIZE,
+    LRELU_SLOPE,
+    PIXEL_NORM_EPS,
+    R1_GAMMA,
+    RGB_KERNEL,
+    STABLE_KIMG,
+    TO_RGB_GAIN,
+    WGAN_DRIFT,
+    WGAN_GP_LAMBDA,
+    WGAN_GP_TARGET,
+)
+from progan_dsl.spec.errors import format_loc
+from progan_dsl.spec.names import name_problems
 
 SPEC_VERSION = 1
 
-# Official ProGAN defaults (tkarras/progressive_growing_of_gans, config.py / networks.py) and the
-# paper (arXiv 1710.10196): Section 4.1 equalized learning rate, 4.2 pixel norm, Appendix A.
-HE_GAIN = math.sqrt(2.0)  # Section 4.1: He initialiser constant sqrt(2 / fan_in)
-LRELU_SLOPE = 0.2  # Appendix A: leaky ReLU with leakiness 0.2
-PIXEL_NORM_EPS = 1e-8  # Section 4.2, epsilon = 1e-8
-CHANNEL_BASE = 8192  # official fmap_base: nf(stage) = min(8192 / 2**stage, 512)
-CHANNEL_MAX = 512  # official fmap_max
-ADAM_LR = 0.001  # Appendix A
-ADAM_BETA1 = 0.0  # Appendix A
-ADAM_BETA2 = 0.99  # Appendix A
-ADAM_EPS = 1e-8  # Appendix A
-WGAN_GP_LAMBDA = 10.0  # Appendix A, Gulrajani et al.
-WGAN_DRIFT = 0.001  # Appendix A: epsilon_drift
-G_EMA_DECAY = 0.999  # official G_smoothing (Section 5 uses an exponential running average of G)
-MBSTD_GROUP = 4  # official minibatch_stddev_layer group_size
+# The longest schedule a spec may ask for, in kimg (per phase and in total): 1e9 images, about 50
+# times the longest official run (preset v1: 19,000 kimg). It keeps image counts exact integers
+# in float64 and refuses .inf or 1e300, which would overflow the schedule's image arithmetic.
+MAX_KIMG = 1_000_000.0
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$", strict=True)]
-Resolution = Annotated[int, Field(ge=1, le=1 << 16)]
+Resolution = Annotated[StrictInt, Field(ge=1, le=1 << 16)]
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Model(SpecModel):
+    """Base of the spec's section models (see `SpecModel`)."""
 
 
 # ---- layers ----------------------------------------------------------------------------------
@@ -59,7 +81,9 @@ class Model(BaseModel):
 
 def _rule_error(loc: tuple[Any, ...], msg: str, value: Any = None) -> InitErrorDetails:
     return InitErrorDetails(
-        type=PydanticCustomError("spec_rule", msg), loc=loc, input=value  # type: ignore[typeddict-item]
+        type=PydanticCustomError("spec_rule", msg),
+        loc=loc,
+        input=value,  # type: ignore[typeddict-item]
     )
 
 
@@ -80,7 +104,13 @@ def validate_layer(value: Any) -> LayerBase:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValidationError.from_exception_data(
             "Layer",
-            [_rule_error(("kind",), f"unknown layer kind {kind!r} ({hint}allowed: {', '.join(names)})", kind)],
+            [
+                _rule_error(
+                    ("kind",),
+                    f"unknown layer kind {kind!r} ({hint}allowed: {', '.join(names)})",
+                    kind,
+                )
+            ],
         )
     params = get_kind(kind).params
     assert params is not None
@@ -96,7 +126,7 @@ Layer = Annotated[
 
 
 def _rgb_default() -> ConvLayer:
-    return ConvLayer(kind="conv", kernel=1)
+    return ConvLayer(kind="conv", kernel=RGB_KERNEL)
 
 
 # ---- architecture ----------------------------------------------------------------------------
@@ -106,18 +136,23 @@ class ChannelRule(Model):
     """The official width rule: nf(stage) = clamp(base / 2**(stage * decay), min, max), where
     stage = 1 at the base resolution and grows by one per doubling."""
 
-    base: int = Field(CHANNEL_BASE, ge=1, description="fmap_base (official: 8192).")
-    max: int = Field(CHANNEL_MAX, ge=1, description="fmap_max (official: 512).")
-    min: int = Field(1, ge=1, description="Lower clamp.")
-    decay: float = Field(1.0, gt=0, description="fmap_decay (official: 1.0).")
+    base: StrictInt = Field(
+        CHANNEL_BASE, ge=1, le=1 << 20, description="fmap_base (official: 8192)."
+    )
+    max: StrictInt = Field(CHANNEL_MAX, ge=1, le=65536, description="fmap_max (official: 512).")
+    min: StrictInt = Field(1, ge=1, le=65536, description="Lower clamp.")
+    decay: StrictFloat = Field(
+        CHANNEL_DECAY, gt=0, le=16, description="fmap_decay (official: 1.0)."
+    )
 
 
 class Channels(Model):
     """Channel width per resolution: the official rule or an explicit table (exactly one)."""
 
     rule: ChannelRule | None = Field(None, description="Width from the official rule.")
-    table: dict[Resolution, Annotated[int, Field(ge=1, le=65536)]] | None = Field(
-        None, description="Explicit width per resolution (Table 2: 4..32: 512, 64: 256, ... 1024: 16)."
+    table: dict[Resolution, Annotated[StrictInt, Field(ge=1, le=65536)]] | None = Field(
+        None,
+        description="Explicit width per resolution (Table 2: 4..32: 512, 64: 256, ... 1024: 16).",
     )
 
     @model_validator(mode="after")
@@ -129,25 +164,31 @@ class Channels(Model):
 
 class ActivationSpec(Model):
     kind: Literal["lrelu", "relu"] = Field("lrelu", description="Hidden-layer activation.")
-    slope: float = Field(LRELU_SLOPE, ge=0, lt=1, description="Leaky ReLU slope (paper: 0.2).")
+    slope: StrictFloat = Field(
+        LRELU_SLOPE, ge=0, lt=1, description="Leaky ReLU slope (paper: 0.2)."
+    )
 
 
 class PixelNormSpec(Model):
     """Section 4.2: x / sqrt(mean_c(x^2) + eps) after every conv in G, and on the latent."""
 
-    enabled: bool = Field(True, description="Pixel norm after every G conv (Section 4.2).")
-    epsilon: float = Field(PIXEL_NORM_EPS, gt=0, lt=1, description="Epsilon (paper: 1e-8).")
-    latent: bool = Field(True, description="Normalise the latent vector too (official).")
+    enabled: StrictBool = Field(True, description="Pixel norm after every G conv (Section 4.2).")
+    epsilon: StrictFloat = Field(PIXEL_NORM_EPS, gt=0, lt=1, description="Epsilon (paper: 1e-8).")
+    latent: StrictBool = Field(True, description="Normalise the latent vector too (official).")
 
 
 class GeneratorSpec(Model):
     first_block: list[Layer] = Field(min_length=1, description="Layers at the base resolution.")
-    block: list[Layer] = Field(min_length=1, description="Template repeated at every higher resolution.")
+    block: list[Layer] = Field(
+        min_length=1, description="Template repeated at every higher resolution."
+    )
     overrides: dict[Resolution, list[Layer]] = Field(
         default_factory=dict, description="Per-resolution replacement of the block template."
     )
     to_rgb: ConvLayer = Field(
-        default_factory=lambda: ConvLayer(kind="conv", kernel=1, activation="linear", gain=1.0),
+        default_factory=lambda: ConvLayer(
+            kind="conv", kernel=RGB_KERNEL, activation="linear", gain=TO_RGB_GAIN
+        ),
         description="toRGB: always outputs image_channels (Table 2: Conv 1x1, linear, gain 1).",
     )
 
@@ -156,7 +197,9 @@ class DiscriminatorSpec(Model):
     from_rgb: ConvLayer = Field(
         default_factory=_rgb_default, description="fromRGB (Table 2: Conv 1x1, LReLU)."
     )
-    block: list[Layer] = Field(min_length=1, description="Template repeated above the base resolution.")
+    block: list[Layer] = Field(
+        min_length=1, description="Template repeated above the base resolution."
+    )
     last_block: list[Layer] = Field(min_length=1, description="Layers at the base resolution.")
     overrides: dict[Resolution, list[Layer]] = Field(
         default_factory=dict, description="Per-resolution replacement of the block template."
@@ -164,19 +207,28 @@ class DiscriminatorSpec(Model):
 
 
 class Architecture(Model):
-    latent_size: int = Field(512, ge=1, le=65536, description="Latent vector length (Table 2: 512).")
-    image_channels: int = Field(3, ge=1, le=4, description="Image channels (3 RGB, 1 grayscale).")
-    base_shape: tuple[int, int] = Field(
-        (4, 4), description="(height, width) of the first stage; 4x4 in the paper, 4x8 gives 2:1 images."
+    latent_size: StrictInt = Field(
+        LATENT_SIZE, ge=1, le=65536, description="Latent vector length (Table 2: 512)."
+    )
+    image_channels: StrictInt = Field(
+        IMAGE_CHANNELS, ge=1, le=4, description="Image channels (3 RGB, 1 grayscale)."
+    )
+    base_shape: tuple[
+        Annotated[StrictInt, Field(le=1 << 16)], Annotated[StrictInt, Field(le=1 << 16)]
+    ] = Field(
+        (BASE_RESOLUTION, BASE_RESOLUTION),
+        description="(height, width) of the first stage; 4x4 in the paper, 4x8 gives 2:1 images.",
     )
     final_resolution: Resolution = Field(description="Longer side of the final images.")
     channels: Channels = Field(description="Feature-map widths per resolution.")
     activation: ActivationSpec = Field(default_factory=ActivationSpec)
-    gain: float = Field(HE_GAIN, gt=0, description="Default He gain (Section 4.1: sqrt(2)).")
-    equalized_lr: bool = Field(True, description="Equalized learning rate (Section 4.1).")
+    gain: StrictFloat = Field(HE_GAIN, gt=0, description="Default He gain (Section 4.1: sqrt(2)).")
+    equalized_lr: StrictBool = Field(True, description="Equalized learning rate (Section 4.1).")
     pixel_norm: PixelNormSpec = Field(default_factory=PixelNormSpec)
-    fade_in: bool = Field(True, description="Smooth fade-in of new blocks (Section 2, Figure 2).")
-    fused_scale: bool = Field(
+    fade_in: StrictBool = Field(
+        True, description="Smooth fade-in of new blocks (Section 2, Figure 2)."
+    )
+    fused_scale: StrictBool = Field(
         True,
         description="Fuse upsample+conv into a transposed conv and conv+downsample into a strided "
         "conv (official fused_scale): same maths and parameters, fewer FLOPs.",
@@ -203,6 +255,13 @@ class Architecture(Model):
         scale = resolution // self.base_resolution
         return (self.base_shape[0] * scale, self.base_shape[1] * scale)
 
+    @property
+    def mbstd_group_size(self) -> int | None:
+        """Group size of D's minibatch-stddev layer (None if D has none). The rule
+        `check_mbstd_layers_share_one_group_size` makes it one number for all of D."""
+        layers = _mbstd_layers(self)
+        return int(layers[0][1].group_size) if layers else None  # type: ignore[attr-defined]
+
     def channels_at(self, resolution: int) -> int:
         if self.channels.table is not None:
             return self.channels.table[resolution]
@@ -217,9 +276,13 @@ class Architecture(Model):
 
 class WganGpLoss(Model):
     kind: Literal["wgan_gp"] = Field(description="WGAN-GP with drift (paper, Appendix A).")
-    gp_lambda: float = Field(WGAN_GP_LAMBDA, ge=0, description="Gradient penalty weight (10).")
-    gp_target: float = Field(1.0, gt=0, description="Target gradient norm (1).")
-    drift: float = Field(WGAN_DRIFT, ge=0, description="Drift term epsilon_drift * E[D(x)^2] (0.001).")
+    gp_lambda: StrictFloat = Field(
+        WGAN_GP_LAMBDA, ge=0, description="Gradient penalty weight (10)."
+    )
+    gp_target: StrictFloat = Field(WGAN_GP_TARGET, gt=0, description="Target gradient norm (1).")
+    drift: StrictFloat = Field(
+        WGAN_DRIFT, ge=0, description="Drift term epsilon_drift * E[D(x)^2] (0.001)."
+    )
     gp_gradient: Literal["full_resolution", "native"] = Field(
         "full_resolution",
         description="Which gradient the penalty measures below the final resolution. "
@@ -231,12 +294,16 @@ class WganGpLoss(Model):
 
 
 class LsganLoss(Model):
-    kind: Literal["lsgan"] = Field(description="Least-squares GAN (paper Section 6.1 also shows it).")
+    kind: Literal["lsgan"] = Field(
+        description="Least-squares GAN (paper Section 6.1 also shows it)."
+    )
 
 
 class LogisticLoss(Model):
     kind: Literal["logistic"] = Field(description="Non-saturating logistic loss.")
-    r1_gamma: float = Field(10.0, ge=0, description="R1 penalty weight on real images (0 = off).")
+    r1_gamma: StrictFloat = Field(
+        R1_GAMMA, ge=0, description="R1 penalty weight on real images (0 = off)."
+    )
 
 
 Loss = Annotated[WganGpLoss | LsganLoss | LogisticLoss, Field(discriminator="kind")]
@@ -244,32 +311,34 @@ Loss = Annotated[WganGpLoss | LsganLoss | LogisticLoss, Field(discriminator="kin
 
 class OptimizerSpec(Model):
     kind: Literal["adam"] = "adam"
-    lr: float = Field(ADAM_LR, gt=0, description="Learning rate (Appendix A: 0.001).")
-    beta1: float = Field(ADAM_BETA1, ge=0, lt=1, description="Adam beta1 (0).")
-    beta2: float = Field(ADAM_BETA2, ge=0, lt=1, description="Adam beta2 (0.99).")
-    eps: float = Field(ADAM_EPS, gt=0, description="Adam epsilon (1e-8).")
-    reset_per_phase: bool = Field(
-        True, description="Reset optimiser state when a phase starts (official reset_opt_for_new_lod)."
+    lr: StrictFloat = Field(ADAM_LR, gt=0, description="Learning rate (Appendix A: 0.001).")
+    beta1: StrictFloat = Field(ADAM_BETA1, ge=0, lt=1, description="Adam beta1 (0).")
+    beta2: StrictFloat = Field(ADAM_BETA2, ge=0, lt=1, description="Adam beta2 (0.99).")
+    eps: StrictFloat = Field(ADAM_EPS, gt=0, description="Adam epsilon (1e-8).")
+    reset_per_phase: StrictBool = Field(
+        True,
+        description="Reset optimiser state when a phase starts (official reset_opt_for_new_lod).",
     )
 
 
-Kimg = Annotated[float, Field(ge=0)]
+Kimg = Annotated[StrictFloat, Field(ge=0, le=MAX_KIMG)]
 
 
 class ScheduleSpec(Model):
     fade_kimg: Kimg | dict[Resolution, Kimg] = Field(
-        600, description="Thousands of images per fade-in phase (paper 800, official 600), or a table."
+        FADE_KIMG,
+        description="Thousands of images per fade-in phase (paper 800, official 600), or a table.",
     )
     stable_kimg: Kimg | dict[Resolution, Kimg] = Field(
-        600, description="Thousands of images per stabilisation phase, or a table."
+        STABLE_KIMG, description="Thousands of images per stabilisation phase, or a table."
     )
     total_kimg: Kimg | None = Field(
         None, description="Total length; the final resolution trains until then (official 12000)."
     )
-    minibatch: dict[Resolution, Annotated[int, Field(ge=1, le=65536)]] = Field(
+    minibatch: dict[Resolution, Annotated[StrictInt, Field(ge=1, le=65536)]] = Field(
         description="Global minibatch per resolution (every resolution)."
     )
-    learning_rate: dict[Resolution, Annotated[float, Field(gt=0)]] = Field(
+    learning_rate: dict[Resolution, Annotated[StrictFloat, Field(gt=0)]] = Field(
         default_factory=dict, description="Learning-rate overrides per resolution."
     )
 
@@ -281,13 +350,15 @@ class ScheduleSpec(Model):
 
 
 class EmaSpec(Model):
-    enabled: bool = True
-    decay: float = Field(G_EMA_DECAY, ge=0, lt=1, description="G EMA decay per step (official 0.999).")
+    enabled: StrictBool = True
+    decay: StrictFloat = Field(
+        G_EMA_DECAY, ge=0, lt=1, description="G EMA decay per step (official 0.999)."
+    )
 
 
 class SnapshotSpec(Model):
     every_kimg: Kimg = Field(100, gt=0, description="Checkpoint interval.")
-    keep: int = Field(3, ge=1, description="Checkpoints kept (oldest deleted).")
+    keep: StrictInt = Field(3, ge=1, description="Checkpoints kept (oldest deleted).")
 
 
 MetricName = Literal["swd", "msssim", "fid", "kid"]
@@ -299,26 +370,31 @@ def _default_metrics() -> list[MetricName]:
 
 class EvaluationSpec(Model):
     every_kimg: Kimg | None = Field(None, description="Metric interval (none: only at the end).")
-    metrics: list[MetricName] = Field(default_factory=_default_metrics,
-                                      description="Metrics to evaluate (swd, msssim, fid, kid).")
-    num_images: int = Field(2048, ge=16, description="Images per metric evaluation.")
+    metrics: list[MetricName] = Field(
+        default_factory=_default_metrics, description="Metrics to evaluate (swd, msssim, fid, kid)."
+    )
+    num_images: StrictInt = Field(2048, ge=16, description="Images per metric evaluation.")
 
 
 class DatasetSpec(Model):
     path: str | None = Field(None, description="Dataset folder made by progan-dataset.")
-    mirror: bool = Field(False, description="Random horizontal flips (official mirror_augment).")
+    mirror: StrictBool = Field(
+        False, description="Random horizontal flips (official mirror_augment)."
+    )
 
 
 class GridSpec(Model):
-    rows: int = Field(8, ge=1, le=64)
-    cols: int = Field(8, ge=1, le=64)
+    rows: StrictInt = Field(8, ge=1, le=64)
+    cols: StrictInt = Field(8, ge=1, le=64)
 
 
 class TrainingSpec(Model):
     loss: Loss = Field(default_factory=lambda: WganGpLoss(kind="wgan_gp"))
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec
-    d_repeats: int = Field(1, ge=1, le=16, description="D steps per G step (official 1).")
+    d_repeats: StrictInt = Field(
+        D_REPEATS, ge=1, le=16, description="D steps per G step (official 1)."
+    )
     ema: EmaSpec = Field(default_factory=EmaSpec)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA.")
     tick_kimg: Kimg = Field(10, gt=0, description="Progress/log/grid interval.")
@@ -368,11 +444,13 @@ def check_resolutions_are_powers_of_two(spec: Spec) -> RuleResult:
         return out
     base, final = arch.base_resolution, arch.final_resolution
     if final < base or not _pow2(final // base) or final % base:
-        out.append((
-            ("architecture", "final_resolution"),
-            f"{final} is not the base resolution {base} times a power of two "
-            f"(allowed: {', '.join(str(base << k) for k in range(9))})",
-        ))
+        out.append(
+            (
+                ("architecture", "final_resolution"),
+                f"{final} is not the base resolution {base} times a power of two "
+                f"(allowed: {', '.join(str(base << k) for k in range(9))})",
+            )
+        )
     return out
 
 
@@ -380,11 +458,15 @@ def _resolutions(spec: Spec) -> list[int] | None:
     return spec.architecture.resolutions if not check_resolutions_are_powers_of_two(spec) else None
 
 
-def _table_keys(table: dict[int, Any], loc: tuple[Any, ...], res: list[int], *, full: bool) -> RuleResult:
+def _table_keys(
+    table: dict[int, Any], loc: tuple[Any, ...], res: list[int], *, full: bool
+) -> RuleResult:
     out: RuleResult = []
     for key in table:
         if key not in res:
-            out.append((loc + (key,), f"{key} is not a resolution of this spec (resolutions: {res})"))
+            out.append(
+                (loc + (key,), f"{key} is not a resolution of this spec (resolutions: {res})")
+            )
     missing = [r for r in res if r not in table]
     if full and missing:
         out.append((loc, f"missing resolutions {missing}: every resolution {res} needs a value"))
@@ -405,9 +487,16 @@ def check_channels_do_not_grow(spec: Spec) -> RuleResult:
     arch, out = spec.architecture, []
     for lo, hi in zip(res, res[1:]):
         if arch.channels_at(hi) > arch.channels_at(lo):
-            loc = ("architecture", "channels") + (("table", hi) if arch.channels.table else ("rule",))
-            out.append((loc, f"channels grow from {arch.channels_at(lo)} at {lo} to "
-                             f"{arch.channels_at(hi)} at {hi}; widths must not grow with resolution"))
+            loc = ("architecture", "channels") + (
+                ("table", hi) if arch.channels.table else ("rule",)
+            )
+            out.append(
+                (
+                    loc,
+                    f"channels grow from {arch.channels_at(lo)} at {lo} to "
+                    f"{arch.channels_at(hi)} at {hi}; widths must not grow with resolution",
+                )
+            )
     return out
 
 
@@ -447,24 +536,115 @@ def check_total_kimg_reaches_final_resolution(spec: Spec) -> RuleResult:
     if spec.architecture.fade_in:
         before_final += sum(sched.kimg("fade", r) for r in res[1:])
     if sched.total_kimg < before_final:
-        return [(("training", "schedule", "total_kimg"),
-                 f"{sched.total_kimg:g} kimg ends before the final resolution is reached "
-                 f"({before_final:g} kimg of growing phases come first)")]
+        return [
+            (
+                ("training", "schedule", "total_kimg"),
+                f"{sched.total_kimg:g} kimg ends before the final resolution is reached "
+                f"({before_final:g} kimg of growing phases come first)",
+            )
+        ]
     return []
 
 
-def check_minibatch_fits_groups(spec: Spec) -> RuleResult:
-    groups = [
-        layer.group_size  # type: ignore[attr-defined]
-        for layer in spec.architecture.discriminator.last_block
-        if layer.kind == "minibatch_stddev"  # type: ignore[attr-defined]
+def _mbstd_layers(arch: Architecture) -> list[tuple[tuple[Any, ...], LayerBase]]:
+    """D's minibatch-stddev layers with their key paths: last_block first (where the paper puts
+    it), then the block template, then the overrides by resolution."""
+    d, out = arch.discriminator, []
+    lists: list[tuple[tuple[Any, ...], list[LayerBase]]] = [
+        (("architecture", "discriminator", "last_block"), d.last_block),
+        (("architecture", "discriminator", "block"), d.block),
     ]
+    lists += [
+        (("architecture", "discriminator", "overrides", r), d.overrides[r])
+        for r in sorted(d.overrides)
+    ]
+    for loc, layers in lists:
+        for i, layer in enumerate(layers):
+            if layer.kind == "minibatch_stddev":  # type: ignore[attr-defined]
+                out.append((loc + (i,), layer))
+    return out
+
+
+def minibatch_group_problems(spec: Spec, world_size: int = 1) -> RuleResult:
+    """The minibatch-stddev batch rule, in one place: each resolution's global minibatch must
+    split evenly over `world_size` processes, and each process's share must hold whole groups of
+    D's minibatch-stddev layer (a group never spans processes, so N processes compute what one
+    does). The layer takes min(group_size, batch) samples per group, as the official code does."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    group = spec.architecture.mbstd_group_size
     out: RuleResult = []
-    for res, batch in spec.training.schedule.minibatch.items():
-        for g in groups:
-            if batch % min(g, batch):
-                out.append((("training", "schedule", "minibatch", res),
-                            f"minibatch {batch} is not a multiple of the minibatch-stddev group size {g}"))
+    for res, batch in sorted(spec.training.schedule.minibatch.items()):
+        loc = ("training", "schedule", "minibatch", res)
+        if batch % world_size:
+            out.append(
+                (loc, f"minibatch {batch} at {res} does not split over {world_size} processes")
+            )
+        elif group and (batch // world_size) % min(group, batch):
+            if world_size == 1:
+                out.append(
+                    (
+                        loc,
+                        f"minibatch {batch} is not a multiple of the minibatch-stddev "
+                        f"group size {group}",
+                    )
+                )
+            else:
+                out.append(
+                    (
+                        loc,
+                        f"minibatch {batch} at {res} over {world_size} processes gives "
+                        f"{batch // world_size} per process, not a multiple of the "
+                        f"minibatch-stddev group size {min(group, batch)}: groups would "
+                        "span processes",
+                    )
+                )
+    return out
+
+
+def require_whole_groups(spec: Spec, world_size: int) -> None:
+    """Raise a `UserError` naming the first resolution whose per-process minibatch does not hold
+    whole minibatch-stddev groups (or does not split over `world_size` processes)."""
+    problems = minibatch_group_problems(spec, world_size)
+    if problems:
+        raise UserError(problems[0][1])
+
+
+def check_mbstd_layers_share_one_group_size(spec: Spec) -> RuleResult:
+    layers = _mbstd_layers(spec.architecture)
+    out: RuleResult = []
+    if not layers:
+        return out
+    first_loc, first = layers[0]
+    for loc, layer in layers[1:]:
+        if layer.group_size != first.group_size:  # type: ignore[attr-defined]
+            out.append(
+                (
+                    loc + ("group_size",),
+                    f"group_size {layer.group_size} differs from the {first.group_size} of "  # type: ignore[attr-defined]
+                    f"{format_loc(first_loc)}: the batch is laid out in groups once, so D's "
+                    "minibatch_stddev layers share one group size",
+                )
+            )
+    return out
+
+
+def check_minibatch_fits_groups(spec: Spec) -> RuleResult:
+    return minibatch_group_problems(spec, world_size=1)
+
+
+def check_layer_names_are_unique_and_free(spec: Spec) -> RuleResult:
+    """Node names are unique within a block and not one of the names the IR builder adds
+    (`names.RESERVED`): toRGB/fromRGB, the fade-in skip path and the lerp."""
+    out: RuleResult = []
+    for net, first_key in (("generator", "first_block"), ("discriminator", "last_block")):
+        net_spec = getattr(spec.architecture, net)
+        lists = [(first_key, getattr(net_spec, first_key)), ("block", net_spec.block)]
+        for key, layers in lists:
+            out += [(("architecture", net, key) + loc, msg) for loc, msg in name_problems(layers)]
+        for res in sorted(net_spec.overrides):
+            base = ("architecture", net, "overrides", res)
+            out += [(base + loc, msg) for loc, msg in name_problems(net_spec.overrides[res])]
     return out
 
 
@@ -474,17 +654,21 @@ def check_rgb_layers_have_no_out(spec: Spec) -> RuleResult:
         layer = getattr(getattr(spec.architecture, net), key)
         if "out" in layer.model_fields_set and not (key == "from_rgb" and layer.out == "this"):
             what = "image_channels" if key == "to_rgb" else "the block's channels"
-            out.append((("architecture", net, key, "out"), f"{key} always outputs {what}; remove 'out'"))
+            out.append(
+                (("architecture", net, key, "out"), f"{key} always outputs {what}; remove 'out'")
+            )
     return out
 
 
 RULES: list[Callable[[Spec], RuleResult]] = [
+    check_layer_names_are_unique_and_free,
     check_resolutions_are_powers_of_two,
     check_channel_table_covers_resolutions,
     check_channels_do_not_grow,
     check_overrides_name_resolutions,
     check_schedule_covers_resolutions,
     check_total_kimg_reaches_final_resolution,
+    check_mbstd_layers_share_one_group_size,
     check_minibatch_fits_groups,
     check_rgb_layers_have_no_out,
 ]

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from progan_dsl.kinds import get_kind, spec_kind_names
+from progan_dsl.spec.load import EXTENDS
 from progan_dsl.spec.models import Spec
 
 SCHEMA_ID = "https://progan-dsl.invalid/schema/progan-spec.schema.json"
@@ -39,6 +40,14 @@ def json_schema() -> dict[str, Any]:
         defs[params.__name__] = sub
         variants.append({"$ref": f"#/$defs/{params.__name__}"})
     defs["Layer"] = {"oneOf": variants, "description": "One layer; `kind` selects its parameters."}
+    # `extends` is a loading directive (spec/load.py), not a field: it never reaches the model,
+    # so it changes no hash; editors still need to know the key.
+    schema["properties"][EXTENDS] = {
+        "type": "string",
+        "title": "Extends",
+        "description": "Base spec file (path relative to this file) that this spec changes: "
+        "mappings merge key by key, lists and values are replaced.",
+    }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SCHEMA_ID
     schema["title"] = "progan-dsl spec"

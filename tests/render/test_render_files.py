@@ -110,9 +110,9 @@ def test_cli_prints_the_missing_dot_message_and_exits_2(
         ({"fmt": "jpg"}, "unknown render format 'jpg' (choose one of: svg, png, pdf, dot)"),
         (
             {"stages": 32},
-            "no stage at resolution 32 in spec 'tiny' (resolutions: 4, 8, 16, or 'all')",
+            "no stage 32 in spec 'tiny' (stages: 4/stable, 8/fade, 8/stable, 16/fade, 16/stable)",
         ),
-        ({"stages": "big"}, "--stage must be a resolution or 'all', got 'big'"),
+        ({"stages": "big"}, "expected a resolution or 'all', got 'big' (resolutions in spec 'tiny': 4, 8, 16)"),
         ({"stages": [Stage(4, "fade")]}, "no stage 4/fade in spec 'tiny'"),
     ],
 )

@@ -15,7 +15,7 @@ BAD = Path(__file__).parent / "bad"
 CASES = sorted(BAD.glob("*.yaml"))
 SPECIAL = {  # files that cannot carry an expectation comment
     "empty.yaml": ("1:1", "spec is empty"),
-    "binary_garbage.yaml": ("1:1", "not UTF-8 text"),
+    "binary_garbage.yaml": ("2:118", "not UTF-8 text (byte 128: 0x80)"),
 }
 
 

@@ -1,0 +1,49 @@
+"""The numbers of the paper and of its official code, each named once with its source.
+
+Sources: Karras, Aila, Laine, Lehtinen, "Progressive Growing of GANs for Improved Quality,
+Stability, and Variation" (ICLR 2018, arXiv 1710.10196), and the official TF1 implementation
+tkarras/progressive_growing_of_gans (`config.py`, `networks.py`, `loss.py`, `train.py`).
+
+The spec models (`progan_dsl.spec.models`), the layer kinds (`progan_dsl.kinds`) and the IR
+(`progan_dsl.ir`) take their defaults from here. Pure Python: no torch, no pydantic.
+`progan_dsl/nn/layers.py` keeps its own copies on purpose: it is copied verbatim into emitted
+packages and must run with torch alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+# ---- networks (Section 4, Table 2; official networks.py) ----------------------------------------
+HE_GAIN = math.sqrt(2.0)  # Section 4.1: He initialiser constant sqrt(2 / fan_in); get_weight gain
+TO_RGB_GAIN = 1.0  # official networks.py torgb(): conv2d(..., kernel=1, gain=1), linear
+LRELU_SLOPE = 0.2  # Appendix A: leaky ReLU with leakiness 0.2 (official leaky_relu alpha=0.2)
+PIXEL_NORM_EPS = 1e-8  # Section 4.2, epsilon = 1e-8 (official pixelnorm_epsilon)
+CHANNEL_BASE = 8192  # official fmap_base: nf(stage) = min(8192 / 2**stage, 512)
+CHANNEL_MAX = 512  # official fmap_max
+CHANNEL_DECAY = 1.0  # official fmap_decay
+LATENT_SIZE = 512  # Table 2: latent vectors of 512 (official latent_size = nf(0) = 512)
+IMAGE_CHANNELS = 3  # Table 2: RGB images
+BASE_RESOLUTION = 4  # Section 2 / Table 2: training starts at 4x4 (official lod_initial_resolution)
+CONV_KERNEL = 3  # Table 2: "Conv 3x3" in every block
+RGB_KERNEL = 1  # Table 2: toRGB / fromRGB are "Conv 1x1"
+FUSED_SCALE_KERNEL = 3  # official upscale2d_conv2d / conv2d_downscale2d: fused for 3x3 kernels
+MBSTD_GROUP = 4  # Section 3: minibatch stddev over groups of 4 (official mbstd_group_size = 4)
+MBSTD_FEATURES = 1  # Section 3: the statistic is appended as one extra feature map
+
+# ---- training (Appendix A; official config.py, loss.py, train.py) -------------------------------
+ADAM_LR = 0.001  # Appendix A: learning rate 0.001
+ADAM_BETA1 = 0.0  # Appendix A: beta1 = 0 (official G_opt/D_opt)
+ADAM_BETA2 = 0.99  # Appendix A: beta2 = 0.99
+ADAM_EPS = 1e-8  # Appendix A: epsilon = 1e-8
+WGAN_GP_LAMBDA = 10.0  # Appendix A (Gulrajani et al.); official loss.py wgan_lambda = 10.0
+WGAN_GP_TARGET = 1.0  # official loss.py wgan_target = 1.0 (target gradient norm)
+WGAN_DRIFT = 0.001  # Appendix A: epsilon_drift = 0.001 (official wgan_epsilon)
+G_EMA_DECAY = 0.999  # official train.py G_smoothing = 0.999 (Section 5: running average of G)
+D_REPEATS = 1  # official train.py D_repeats = 1: one D step per G step
+FADE_KIMG = 600  # official train.py lod_transition_kimg = 600 (the paper's Appendix A uses 800)
+STABLE_KIMG = 600  # official train.py lod_training_kimg = 600 (the paper uses 800)
+TOTAL_KIMG = 12000  # official config.py preset-v2: train.total_kimg = 12000
+
+# ---- not from the paper, named here so that every default has one home ---------------------------
+R1_GAMMA = 10.0  # Mescheder et al. 2018 (R1 regulariser), the weight StyleGAN uses at 1024x1024
