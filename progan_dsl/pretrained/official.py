@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from progan_dsl import paper
 from progan_dsl.errors import UserError
 from progan_dsl.pretrained.unpickle import NetworkState, OfficialPickle
 
@@ -38,14 +39,14 @@ G_PAPER_DEFAULTS: dict[str, Any] = {
     "num_channels": 1,
     "resolution": 32,
     "label_size": 0,
-    "fmap_base": 8192,
-    "fmap_decay": 1.0,
-    "fmap_max": 512,
+    "fmap_base": paper.CHANNEL_BASE,
+    "fmap_decay": paper.CHANNEL_DECAY,
+    "fmap_max": paper.CHANNEL_MAX,
     "latent_size": None,  # None = nf(0)
     "normalize_latents": True,
     "use_wscale": True,
     "use_pixelnorm": True,
-    "pixelnorm_epsilon": 1e-8,
+    "pixelnorm_epsilon": paper.PIXEL_NORM_EPS,
     "use_leakyrelu": True,
     "dtype": "float32",
     "fused_scale": True,
@@ -54,11 +55,11 @@ D_PAPER_DEFAULTS: dict[str, Any] = {
     "num_channels": 1,
     "resolution": 32,
     "label_size": 0,
-    "fmap_base": 8192,
-    "fmap_decay": 1.0,
-    "fmap_max": 512,
+    "fmap_base": paper.CHANNEL_BASE,
+    "fmap_decay": paper.CHANNEL_DECAY,
+    "fmap_max": paper.CHANNEL_MAX,
     "use_wscale": True,
-    "mbstd_group_size": 4,  # 0 or 1 = no minibatch stddev layer
+    "mbstd_group_size": paper.MBSTD_GROUP,  # 0 or 1 = no minibatch stddev layer
     "dtype": "float32",
     "fused_scale": True,
 }
@@ -69,10 +70,13 @@ IGNORED = {
 }
 # legacy.py (Theano import) gives both networks mbstd_group_size; G_paper ignores it.
 IGNORED_BY_G = {"mbstd_group_size": "a discriminator argument (G_paper ignores it)"}
-# Theano-era arguments the TF build functions ignore: importable only at their harmless value.
-THEANO_ONLY: dict[str, tuple[Any, str]] = {
+# Theano-era arguments (original-theano-version network.py) that the TF build functions ignore:
+# importable only at their harmless value.
+THEANO_ONLY_G: dict[str, tuple[Any, str]] = {
     "use_batchnorm": (False, "batch normalisation"),
     "tanh_at_end": (None, "a tanh output layer"),
+}
+THEANO_ONLY_D: dict[str, tuple[Any, str]] = {
     "use_layernorm": (False, "layer normalisation"),
     "mbdisc_kernels": (None, "minibatch discrimination"),
 }
@@ -86,10 +90,9 @@ G_DENSE_GAIN = math.sqrt(2.0) / 4.0
 OFFICIAL_MINIBATCH = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4}
 OFFICIAL_MINIBATCH_BASE = 4
 OFFICIAL_LEARNING_RATE = {1024: 0.0015}
-OFFICIAL_PHASE_KIMG = 600  # official train.py lod_training_kimg = lod_transition_kimg = 600
 # progan-dsl's choice, not official: an imported run trains its stage for one official
 # stabilisation phase (600 kimg) unless --kimg or the spec says otherwise.
-FINETUNE_KIMG = OFFICIAL_PHASE_KIMG
+FINETUNE_KIMG = paper.STABLE_KIMG
 SPEC_NAME_MAX = 64  # the spec language's identifier length
 MAX_IMAGE_CHANNELS = 4  # the spec language's architecture.image_channels limit
 MAX_MBSTD_GROUP = 256  # the spec language's minibatch_stddev.group_size limit
@@ -171,12 +174,17 @@ class _Reader:
             raise self.fail(key, value, "must be True or False")
         return bool(value)
 
-    def check_keys(self, used: Mapping[str, Any], ignored: Mapping[str, str]) -> None:
+    def check_keys(
+        self,
+        used: Mapping[str, Any],
+        ignored: Mapping[str, str],
+        theano: Mapping[str, tuple[Any, str]],
+    ) -> None:
         for key, value in self.net.static_kwargs.items():
             if key in used or key in ignored:
                 continue
-            if key in THEANO_ONLY:
-                harmless, what = THEANO_ONLY[key]
+            if key in theano:
+                harmless, what = theano[key]
                 if value == harmless or (harmless is False and value is None):
                     continue
                 raise self.fail(
@@ -186,7 +194,7 @@ class _Reader:
                     f"TensorFlow {self.net.build_func_name} ignores this argument, so "
                     "the network would not run as it was trained); cannot import",
                 )
-            known = sorted(set(used) | set(ignored) | set(THEANO_ONLY))
+            known = sorted(set(used) | set(ignored) | set(theano))
             raise UserError(
                 f"{self.where}: unknown static argument {key!r}={value!r} (the official "
                 f"{self.net.build_func_name} takes: {', '.join(known)}); the pickle may "
@@ -248,7 +256,7 @@ def _check_func(net: NetworkState, file: str) -> None:
 def generator_args(net: NetworkState, file: str) -> GeneratorArgs:
     _check_func(net, file)
     r = _Reader(net, file)
-    r.check_keys(G_PAPER_DEFAULTS, IGNORED | IGNORED_BY_G)
+    r.check_keys(G_PAPER_DEFAULTS, IGNORED | IGNORED_BY_G, THEANO_ONLY_G)
     kw = G_PAPER_DEFAULTS | dict(net.static_kwargs)
     out = r.common(kw)
     latent = kw["latent_size"]
@@ -267,7 +275,7 @@ def generator_args(net: NetworkState, file: str) -> GeneratorArgs:
 def discriminator_args(net: NetworkState, file: str) -> DiscriminatorArgs:
     _check_func(net, file)
     r = _Reader(net, file)
-    r.check_keys(D_PAPER_DEFAULTS, IGNORED)
+    r.check_keys(D_PAPER_DEFAULTS, IGNORED, THEANO_ONLY_D)
     kw = D_PAPER_DEFAULTS | dict(net.static_kwargs)
     out = r.common(kw)
     group = r.integer("mbstd_group_size", kw["mbstd_group_size"], 0)
@@ -371,11 +379,16 @@ def _lod(pkl: OfficialPickle, resolution: int) -> float:
             "saved at one point of training"
         )
     max_lod = int(resolution).bit_length() - 3  # log2(resolution) - 2
-    if not (0 <= lod <= max_lod) or not float(lod).is_integer():
+    if not 0 <= lod <= max_lod:
         raise UserError(
-            f"{pkl.path}: lod {lod:g}: the networks were saved during a fade-in "
-            f"(between two resolutions); only whole lods 0..{max_lod} (stable stages) "
-            "can be imported. Released final networks have lod 0."
+            f"{pkl.path}: lod {lod:g} is outside 0..{max_lod}, the levels of a {resolution}x"
+            f"{resolution} network (lod 0: {resolution}x{resolution}, lod {max_lod}: 4x4)"
+        )
+    if not float(lod).is_integer():
+        raise UserError(
+            f"{pkl.path}: lod {lod:g}: the networks were saved during a fade-in (between two "
+            f"resolutions); only whole lods 0..{max_lod} (stable stages) can be imported. "
+            "Released final networks have lod 0."
         )
     return lod
 
@@ -423,6 +436,20 @@ def _channels_yaml(nets: OfficialNetworks, *, table: bool) -> str:
     )
 
 
+COMMENT_COLUMN = 40  # where the spec text's trailing comments start
+
+
+def _align_comments(text: str) -> str:
+    """Trailing comments (after code, at least two spaces before the #) start at one column."""
+    lines = []
+    for line in text.splitlines():
+        code, sep, comment = line.partition("  # ")
+        if sep and code.strip() and not code.lstrip().startswith("#"):
+            line = f"{code.rstrip():<{COMMENT_COLUMN - 2}}  # {comment.strip()}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def rule_expressible(nets: OfficialNetworks) -> bool:
     """Whether the spec's channel rule can carry the official arguments (else: a table)."""
     G = nets.G
@@ -434,7 +461,7 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
     starts at the networks' own stage."""
     G, D = nets.G, nets.D
     act = ", activation: relu" if not G.use_leakyrelu else ""
-    act_note = "   # use_leakyrelu=False: ReLU in G" if act else ""
+    act_note = "; ReLU in G (use_leakyrelu=False)" if act else ""
     mbstd = (
         f"      - {{kind: minibatch_stddev, group_size: {D.mbstd_group_size}}}   # mbstd_group_size\n"
         if D.mbstd_group_size > 1
@@ -465,15 +492,15 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
         )
     else:
         later = [r for r in res if r > stage_res]
-        fade = ", ".join(f"{r}: {OFFICIAL_PHASE_KIMG if r in later else 0}" for r in res[1:])
-        stable = ", ".join(f"{r}: {OFFICIAL_PHASE_KIMG if r >= stage_res else 0}" for r in res)
-        total = OFFICIAL_PHASE_KIMG * (1 + 2 * len(later))
+        fade = ", ".join(f"{r}: {paper.FADE_KIMG if r in later else 0}" for r in res[1:])
+        stable = ", ".join(f"{r}: {paper.STABLE_KIMG if r >= stage_res else 0}" for r in res)
+        total = paper.STABLE_KIMG * (1 + len(later)) + paper.FADE_KIMG * len(later)
         sched = (
             f"    fade_kimg: {{{fade}}}   # growth resumes at {stage_res} (lod {nets.lod:g})\n"
             f"    stable_kimg: {{{stable}}}\n"
             f"    total_kimg: {total}\n"
         )
-    return f"""\
+    return _align_comments(f"""\
 # Imported by progan-import from {source} (sha256 {sha256[:16]}): NVIDIA's pretrained ProGAN
 # networks (tkarras/progressive_growing_of_gans, {G.dtype} G_paper / D_paper) rebuilt from the
 # pickle's static arguments; the weights are in the checkpoint beside this file (G, D and
@@ -491,7 +518,7 @@ architecture:
   final_resolution: {G.resolution}              # resolution
   channels:
 {_channels_yaml(nets, table=table)}\
-  activation: {{kind: lrelu, slope: 0.2}}   # official leaky_relu(alpha=0.2)
+  activation: {{kind: lrelu, slope: {paper.LRELU_SLOPE}}}   # official leaky_relu(alpha=0.2)
   equalized_lr: {str(G.use_wscale).lower()}                  # use_wscale
   pixel_norm: {{enabled: {str(G.use_pixelnorm).lower()}, epsilon: {yaml_float(G.pixelnorm_epsilon)}, latent: {str(G.normalize_latents).lower()}}}   # use_pixelnorm, pixelnorm_epsilon, normalize_latents
   fade_in: true
@@ -505,7 +532,7 @@ architecture:
       - {{kind: upsample}}
       - {{kind: conv, kernel: 3{act}}}
       - {{kind: conv, kernel: 3{act}}}
-    to_rgb: {{kind: conv, kernel: 1, activation: linear, gain: 1.0}}   # ToRGB_lod*
+    to_rgb: {{kind: conv, kernel: 1, activation: linear, gain: {paper.TO_RGB_GAIN}}}   # ToRGB_lod*
 
   discriminator:
     from_rgb: {{kind: conv, kernel: 1}}   # FromRGB_lod*
@@ -525,7 +552,7 @@ training:
 {sched}\
     minibatch: {{{minibatch}}}   # official preset-v2-1gpu
 {lr}\
-"""
+""")
 
 
 __all__ = [
