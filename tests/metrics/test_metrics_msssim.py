@@ -1,6 +1,6 @@
-"""MS-SSIM: exact values for identical and unrelated images, the scale rule for small images,
-agreement with an independent straightforward implementation at 128x128 (where the rule equals
-the official computation), and the diversity average over random pairs."""
+"""MS-SSIM: exact values for identical and unrelated images, the scale plan and its notes, and
+the diversity average over random pairs. Agreement with the official definition at every size:
+test_metrics_official_msssim.py."""
 
 from __future__ import annotations
 
@@ -12,31 +12,33 @@ import torch
 
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.msssim import (
-    MSSSIM_WEIGHTS,
     gaussian_taps,
     ms_ssim,
     ms_ssim_diversity,
-    num_scales,
+    ms_ssim_diversity_result,
+    msssim_scales,
     random_pairs,
     scale_weights,
 )
 from progan_dsl.metrics.synthetic import textures, uniform_noise
 
 
-@pytest.mark.parametrize("size", [4, 8, 16, 32, 64])
+@pytest.mark.parametrize("size", [1, 2, 4, 8, 16, 32, 64])
 def test_identical_images_score_exactly_one(size: int) -> None:
     images = textures(4, size, seed=size)
     assert torch.equal(ms_ssim(images, images.clone()), torch.ones(4, dtype=torch.float64))
     assert torch.equal(ms_ssim(images.float(), images.float()), torch.ones(4, dtype=torch.float64))
 
 
-def test_independent_noise_scores_near_zero() -> None:
+def test_independent_noise_scores_low() -> None:
     a = uniform_noise(16, 64, seed=1)
     b = uniform_noise(16, 64, seed=2)
     values = ms_ssim(a, b)
     assert values.shape == (16,)
     assert values.min().item() >= 0.0
-    assert values.mean().item() < 0.05
+    # Far from 1, though not 0: the official coarsest scales (4 and 8 px at 64x64) hold few
+    # pixels, so their terms of unrelated images scatter around 0 and are clipped there.
+    assert values.mean().item() < 0.1
 
 
 def test_more_noise_means_less_similar() -> None:
@@ -49,11 +51,51 @@ def test_more_noise_means_less_similar() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "scales"), [(4, 1), (8, 1), (16, 2), (32, 3), (64, 4), (128, 5), (1024, 5)]
+    ("size", "sizes", "windows", "official"),
+    [
+        (1, [1], [1], False),
+        (4, [4, 2, 1], [4, 2, 1], False),
+        (8, [8, 4, 2, 1], [8, 4, 2, 1], False),
+        (16, [16, 8, 4, 2, 1], [11, 8, 4, 2, 1], True),
+        (32, [32, 16, 8, 4, 2], [11, 11, 8, 4, 2], True),
+        (64, [64, 32, 16, 8, 4], [11, 11, 11, 8, 4], True),
+        (128, [128, 64, 32, 16, 8], [11, 11, 11, 11, 8], True),
+        (256, [256, 128, 64, 32, 16], [11] * 5, True),
+        (48, [48, 24, 12, 6, 3], [11, 11, 11, 6, 3], True),
+        (24, [24, 12, 6, 3, 1], [11, 11, 6, 3, 1], False),
+    ],
 )
-def test_scale_rule(size: int, scales: int) -> None:
-    # Coarsest scale size // 2**(scales - 1) stays >= 8, at most five scales.
-    assert num_scales(size) == scales
+def test_scale_plan(size: int, sizes: list[int], windows: list[int], official: bool) -> None:
+    # Five scales (official), halving down to 1 pixel; window min(11, side).
+    plan = msssim_scales(size, size)
+    assert [h for h, _ in plan.sizes] == sizes
+    assert list(plan.windows) == windows
+    assert plan.official is official
+    assert (plan.note == "") is official
+
+
+def test_scale_plan_notes() -> None:
+    assert msssim_scales(8, 8).note == (
+        "8x8 images: the official MS-SSIM needs at least 16x16 (five scales, the coarsest 1 "
+        "pixel; its code fails below); computed 4 scale(s) down to 1 pixel with the first 4 "
+        "weights renormalised to sum 1; not comparable with official values or with other "
+        "image sizes"
+    )
+    assert msssim_scales(40, 40).note == (
+        "40x40 images: sides are not multiples of 16, so the 2x2 average meets an odd size "
+        "(5x5) that the official code cannot halve; the last row/column is dropped there, so "
+        "values differ slightly from any official run"
+    )
+    plan = msssim_scales(32, 64)
+    assert plan.sizes == ((32, 64), (16, 32), (8, 16), (4, 8), (2, 4))
+    assert plan.describe() == (
+        "5 scales 32x64/16x32/8x16/4x8/2x4 px, windows 11/11/8/4/2 (official)"
+    )
+    assert msssim_scales(4, 4).describe() == (
+        "3 scales 4/2/1 px, windows 4/2/1 (not the official definition)"
+    )
+    with pytest.raises(ValueError, match="at least 1x1"):
+        msssim_scales(0, 4)
 
 
 def test_scale_weights() -> None:
@@ -63,6 +105,8 @@ def test_scale_weights() -> None:
     total = 0.0448 + 0.2856 + 0.3001
     assert three == pytest.approx([0.0448 / total, 0.2856 / total, 0.3001 / total])
     assert scale_weights(1) == [1.0]
+    with pytest.raises(ValueError, match="1..5"):
+        scale_weights(6)
 
 
 def test_gaussian_window_matches_fspecial() -> None:
@@ -75,48 +119,6 @@ def test_gaussian_window_matches_fspecial() -> None:
     # Even sizes are centred between pixels: x in -1.5, -0.5, 0.5, 1.5.
     even = np.exp(-(np.array([-1.5, -0.5, 0.5, 1.5]) ** 2) / (2 * 0.5**2))
     np.testing.assert_allclose(gaussian_taps(4, 0.5).numpy(), even / even.sum(), rtol=1e-12)
-
-
-def _reference_ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Straightforward MS-SSIM of one [C, H, W] pair: per channel 'valid' 2-D convolution with
-    the Gaussian window (shrunk for small scales), five scales, 2x2 average downsampling."""
-    signal = pytest.importorskip("scipy.signal")
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    product = 1.0
-    for scale, weight in enumerate(MSSSIM_WEIGHTS):
-        size = min(11, a.shape[1], a.shape[2])
-        sigma = 1.5 * size / 11
-        x = np.arange(size) - (size - 1) / 2
-        window = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
-        window /= window.sum()
-        ssims, css = [], []
-        for ch in range(a.shape[0]):
-            mu_a = signal.convolve2d(a[ch], window, mode="valid")
-            mu_b = signal.convolve2d(b[ch], window, mode="valid")
-            var_a = signal.convolve2d(a[ch] ** 2, window, mode="valid") - mu_a**2
-            var_b = signal.convolve2d(b[ch] ** 2, window, mode="valid") - mu_b**2
-            cov = signal.convolve2d(a[ch] * b[ch], window, mode="valid") - mu_a * mu_b
-            cs = (2 * cov + c2) / (var_a + var_b + c2)
-            ssims.append((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1) * cs)
-            css.append(cs)
-        value = np.mean(ssims) if scale == len(MSSSIM_WEIGHTS) - 1 else np.mean(css)
-        product *= max(value, 0.0) ** weight
-        a = (a[:, 0::2, 0::2] + a[:, 1::2, 0::2] + a[:, 0::2, 1::2] + a[:, 1::2, 1::2]) / 4
-        b = (b[:, 0::2, 0::2] + b[:, 1::2, 0::2] + b[:, 0::2, 1::2] + b[:, 1::2, 1::2]) / 4
-    return product
-
-
-def test_matches_independent_implementation_at_128() -> None:
-    base = textures(2, 128, seed=5).float()
-    noise = uniform_noise(2, 128, seed=6).float() - 127.5
-    other = (base + noise).clamp(0, 255).round().to(torch.uint8)
-    base = base.to(torch.uint8)
-    got = ms_ssim(base, other)
-    for i in range(2):
-        expected = _reference_ms_ssim(base[i].numpy(), other[i].numpy())
-        assert 0.05 < expected < 0.99
-        assert got[i].item() == pytest.approx(expected, abs=1e-4)
 
 
 def test_random_pairs_are_distinct_and_cover_all_images() -> None:
@@ -132,7 +134,7 @@ def test_random_pairs_are_distinct_and_cover_all_images() -> None:
 def test_diversity_of_a_collapsed_set_is_one_and_of_noise_near_zero() -> None:
     collapsed = textures(1, 32, seed=7).repeat(10, 1, 1, 1)
     assert ms_ssim_diversity(collapsed, num_pairs=50) == 1.0
-    assert ms_ssim_diversity(uniform_noise(10, 32, seed=8), num_pairs=50) < 0.1
+    assert ms_ssim_diversity(uniform_noise(10, 32, seed=8), num_pairs=50) < 0.2
 
 
 def test_diversity_is_seeded_mean_of_pair_scores() -> None:
@@ -141,6 +143,11 @@ def test_diversity_is_seeded_mean_of_pair_scores() -> None:
     expected = ms_ssim(images[first], images[second]).mean().item()
     got = ms_ssim_diversity(images, num_pairs=40, seed=3, batch_size=7)
     assert got == pytest.approx(expected, rel=1e-12)
+    result = ms_ssim_diversity_result(images, num_pairs=40, seed=3)
+    assert result.value == pytest.approx(expected, rel=1e-12)
+    assert (result.num_pairs, result.note, result.scales) == (40, "", msssim_scales(32, 32))
+    assert result.as_dict() == {"msssim": result.value}
+    assert ms_ssim_diversity_result(textures(3, 8), num_pairs=4).note.startswith("8x8 images:")
     assert not math.isclose(got, ms_ssim_diversity(images, num_pairs=40, seed=4))
 
 
