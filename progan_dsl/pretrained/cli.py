@@ -57,7 +57,7 @@ def next_commands(checkpoint: Path, spec: Path, stem: str) -> list[str]:
     return [
         f"progan-export --network {checkpoint} --out {stem}.onnx",
         f"progan-generate --network {checkpoint} --num 16 --seed 0 --out {stem}-grid.png",
-        f"progan-metrics --checkpoint {checkpoint} --data DATASET --metrics swd",
+        f"progan-metrics --data DATASET --network {checkpoint} --metrics swd",
         f"progan-train {spec} --data DATASET --resume {checkpoint}   # fine-tune",
     ]
 

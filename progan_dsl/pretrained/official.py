@@ -202,7 +202,7 @@ class _Reader:
             )
 
     def common(self, kw: Mapping[str, Any]) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "num_channels": self.integer("num_channels", kw["num_channels"], 1),
             "resolution": self.integer("resolution", kw["resolution"], 4),
             "label_size": self.integer("label_size", kw["label_size"], 0),

@@ -59,9 +59,9 @@ class NetworkStandIn:
 
 # The real numpy reconstructors, found through numpy's own pickling (so the numpy 1.x and 2.x
 # module names both resolve to whatever this numpy uses).
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_SCALAR = np.float32(0).__reduce__()[0]
-_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+_RECONSTRUCT: Any = np.zeros(1).__reduce__()[0]
+_SCALAR: Any = np.float32(0).__reduce__()[0]
+_FROMBUFFER: Any = np.zeros(1).__reduce_ex__(5)[0]
 
 
 def _reconstruct(cls: Any, shape: Any, typecode: Any) -> Any:

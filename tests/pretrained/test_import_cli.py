@@ -76,7 +76,7 @@ def test_import_writes_spec_and_checkpoint_and_says_what_next(small, tmp_path, c
         "next:",
         f"  progan-export --network {ckpt} --out karras_small_16x16.onnx",
         f"  progan-generate --network {ckpt} --num 16 --seed 0 --out karras_small_16x16-grid.png",
-        f"  progan-metrics --checkpoint {ckpt} --data DATASET --metrics swd",
+        f"  progan-metrics --data DATASET --network {ckpt} --metrics swd",
         f"  progan-train {out / 'spec.yaml'} --data DATASET --resume {ckpt}   # fine-tune",
     ]
     program = compile_spec(out / "spec.yaml")  # the written spec stands alone
