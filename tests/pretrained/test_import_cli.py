@@ -16,7 +16,7 @@ import torch
 
 from progan_dsl.cli import _run
 from progan_dsl.compiler import compile_spec
-from progan_dsl.pretrained import convert_pickle
+from progan_dsl.pretrained import convert_pickle, import_pickle
 from progan_dsl.pretrained.cli import main
 from tests.pretrained.conftest import SMALL
 from tests.pretrained.official_format import (
@@ -171,7 +171,9 @@ def test_force_replaces_only_its_two_files(small, tmp_path, capsys):
     ) in stdout
 
 
-def test_a_failed_write_leaves_no_folder(small, tmp_path, capsys, monkeypatch):
+def test_a_failed_write_leaves_no_folder(small, tmp_path, monkeypatch):
+    """A failure while writing (here a full disk in the middle of the checkpoint) leaves neither
+    DIR nor its temporary sibling; the error itself is the shared CLI's to format."""
     ckmod = checkpoint_module()
     pkl, _ = small
 
@@ -180,9 +182,8 @@ def test_a_failed_write_leaves_no_folder(small, tmp_path, capsys, monkeypatch):
         raise OSError(28, "No space left on device", str(target))
 
     monkeypatch.setattr(ckmod.Checkpoint, "save", broken_save)
-    out = tmp_path / "imported"
-    rc, _, stderr = cli([pkl, "--out", out], capsys)
-    assert rc == 2 and "disk full" in stderr, stderr
+    with pytest.raises(OSError, match="No space left on device"):
+        import_pickle(pkl, tmp_path / "imported")
     assert sorted(p.name for p in tmp_path.iterdir()) == [pkl.name]
 
 
@@ -283,3 +284,12 @@ def test_lsun_256_unfused_imports(tmp_path):
         torch.from_numpy(variables_of(fakes[1])["256x256/Conv1/weight"]).permute(3, 2, 0, 1),
     )
     assert D_DEFAULTS["fused_scale"] is True  # (the official default is fused; this one is not)
+
+
+def test_an_empty_folder_is_filled_and_quiet_prints_nothing(small, tmp_path, capsys):
+    checkpoint_module()
+    pkl, _ = small
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert cli([pkl, "--out", out, "--quiet"], capsys) == (0, "", "")
+    assert sorted(p.name for p in out.iterdir()) == FILES
