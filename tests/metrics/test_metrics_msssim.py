@@ -156,3 +156,13 @@ def test_bad_inputs() -> None:
         ms_ssim(textures(2, 16), textures(2, 32))
     with pytest.raises(ValueError, match="at least 2"):
         ms_ssim_diversity(textures(1, 16), num_pairs=4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu() -> None:
+    a, b = textures(8, 64, seed=10), uniform_noise(8, 64, seed=11)
+    mixed = ((a.float() + b.float()) / 2).round().to(torch.uint8)
+    cpu = ms_ssim(a, mixed)
+    gpu = ms_ssim(a.cuda(), mixed.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-5, atol=0)
