@@ -269,16 +269,18 @@ def foreign_entries(
         found += [
             (rel / f).as_posix() for f in sorted(filenames) if not is_owned((rel / f).as_posix())
         ]
-    return found
+    return sorted(found)
 
 
 def plan_output_dir(out: str | Path, *, kind: str, force: bool, flag: str = "--force") -> OutputDir:
     """The rule every command that writes a folder follows: a missing or empty folder is
     written; a non-empty one only with `force`, and only if it holds an earlier output of the
     same `kind` (its marker) and nothing that output did not write (Python's `__pycache__`
-    aside). A file at the target, or at a folder above it, is an error. UserErrors say which."""
+    aside). A file at the target, or at a folder above it, is an error. UserErrors say which.
+    Interrupted earlier publications to the target are recovered first."""
     path = target_path(out)
     _check_ancestors(path, out)
+    recover_interrupted(path)  # first: a killed earlier run may have left the target aside
     if not path.exists():
         return OutputDir(path, replace=False, kind=kind)
     if not path.is_dir():

@@ -66,6 +66,7 @@ from progan_dsl.fsutil import (
 Channels = Literal["rgb", "gray", "auto"]
 CHUNK_BYTES = 64 << 20  # decoded top-level pixels held in memory per chunk
 PREVIEW_MAX_SIDE = 128  # preview tiles come from the largest level at most this long
+SLACK_BYTES = 1 << 20  # free space asked for beyond the levels and labels: preview, manifest
 
 
 @dataclass(frozen=True)
@@ -189,14 +190,14 @@ def _check_space(folder: Path, needed: int, out: Path) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise UserError(
-            f"disk full while writing {out}: the dataset needs about {_gib(needed)} and "
-            f"{folder} has {_gib(free)} free; nothing older was touched; free some space "
+            f"disk full while writing {out}: the dataset needs about {_size(needed)} and "
+            f"{folder} has {_size(free)} free; nothing older was touched; free some space "
             "(with --force the old dataset stays until the new one is complete) or use "
             "--max-images"
         )
 
 
-def _gib(num_bytes: int) -> str:
+def _size(num_bytes: int) -> str:
     return f"{num_bytes / (1 << 30):.2f} GiB" if num_bytes >= 1 << 26 else f"{num_bytes >> 10} KiB"
 
 
@@ -231,7 +232,7 @@ def _build(source: Source, geometry: Geometry, opts: CreateOptions, tmp: Path) -
     top_desc = geometry.resolutions[::-1]  # top level first
     files = {r: tmp / level_file_name(geometry.shape(r)) for r in top_desc}
     per_image = sum(channels * geometry.shape(r)[0] * geometry.shape(r)[1] for r in top_desc)
-    _check_space(tmp, target * (per_image + 8) + (1 << 20), opts.out)
+    _check_space(tmp.parent, target * (per_image + 8) + SLACK_BYTES, opts.out)
     top_shape = geometry.shape(geometry.resolution)
     chunk = max(1, min(1024, CHUNK_BYTES // (channels * top_shape[0] * top_shape[1])))
     used: list[int] = []
