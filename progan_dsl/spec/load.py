@@ -142,10 +142,11 @@ def load_spec_text(
 # ---- files and extends ----------------------------------------------------------------------
 
 
-def _read(path: Path, cited: Mark | None) -> bytes:
-    """The bytes of a spec file. `cited`: the `extends` value that named it (errors go there)."""
+def _read(path: Path, cited: Mark | None, target: str = "") -> bytes:
+    """The bytes of a spec file. `cited`: the `extends` key that named it as `target` (errors
+    go there)."""
     where = cited or Mark(str(path), 1, 1)
-    what = f"extends {str(path)!r}: " if cited else ""
+    what = f"extends {target!r}: " if cited else ""
     loc = (EXTENDS,) if cited else ()
     try:
         return path.read_bytes()
@@ -189,8 +190,8 @@ def _extend(
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(resolved) :], resolved))
         raise _error(cited, (EXTENDS,), f"extends cycle: {cycle}")
     if len(chain) > MAX_EXTENDS:
-        raise _error(cited, (EXTENDS,), f"extends chain longer than {MAX_EXTENDS} files")
-    raw = _read(base_path, cited)
+        raise _error(cited, (EXTENDS,), f"more than {MAX_EXTENDS} levels of extends")
+    raw = _read(base_path, cited, target)
     base, bases = _extend(parse_yaml(raw, str(base_path)), base_path.parent, (*chain, resolved))
     child = SourceDoc(
         data={k: v for k, v in doc.data.items() if k != EXTENDS},
@@ -461,9 +462,10 @@ def _issue(doc: SourceDoc, loc: tuple[Any, ...], err: Any) -> Issue:
     else:
         where = doc.where(loc)
         value = _get(doc.data, loc)
-        shown = repr(value)
+        shown = "null" if value is None else repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        message = f"{msg[0].lower()}{msg[1:]} (got {shown})" if loc and value is not None else msg
+        written = loc and (value is not None or doc.has(loc))
+        message = f"{msg[0].lower()}{msg[1:]} (got {shown})" if written else msg
         if msg.startswith("Value error, "):
             message = msg[len("Value error, ") :]
     return Issue(where.path, where.line, where.col, loc, message)

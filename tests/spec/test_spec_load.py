@@ -63,7 +63,8 @@ def test_schema_file_is_up_to_date():
 
 
 def test_spec_and_ir_do_not_import_torch():
-    code = ("import sys, progan_dsl.spec, progan_dsl.ir, progan_dsl.ir.dump, progan_dsl.ir.table;"
+    code = ("import sys, progan_dsl.paper, progan_dsl.spec, progan_dsl.ir, progan_dsl.ir.dump,"
+            " progan_dsl.ir.table, progan_dsl.ir.describe, progan_dsl.spec.names;"
             "from progan_dsl.ir import compile_graphs; from progan_dsl.spec import load_spec;"
             f"compile_graphs(load_spec({str(TINY)!r}));"
             "assert 'torch' not in sys.modules, 'torch imported'")
