@@ -369,19 +369,33 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 def recover_interrupted(out: str | Path) -> list[str]:
     """Finish or undo every publication to `out` whose process died (module docstring); return
-    (and print to stderr) what was done. Journals held by live processes are left alone."""
+    (and print to stderr) what was done. Journals held by live processes are left alone. A
+    recovery that fails (read-only disk, permissions) keeps its journal and raises UserError:
+    writers must not go on over a half-replaced target; readers may catch it."""
     target = Path(os.path.abspath(out))
     done: list[str] = []
     if not target.parent.is_dir():
         return done
     prefix = f".{target.name}.txn-"
-    for entry in sorted(os.listdir(target.parent)):
+    try:
+        entries = sorted(os.listdir(target.parent))
+    except OSError:
+        return done
+    failed = None
+    for entry in entries:
         if entry.startswith(prefix) and entry.endswith(".json"):
             journal = _Journal.take_over(target.parent / entry)
-            if journal is not None:
+            if journal is None:
+                continue
+            try:
                 done += journal.recover(target)
+            except OSError as err:
+                journal.release()
+                failed = f"cannot finish the interrupted publication {journal.path}: {err}"
     for line in done:
         print(line, file=sys.stderr)
+    if failed:
+        raise UserError(f"{failed}; fix that and run the command again")
     return done
 
 

@@ -78,7 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         help="take images in a seeded random order (matters with --max-images)",
     )
     existing = create.add_mutually_exclusive_group()
-    existing.add_argument("--force", action="store_true", help="replace an existing dataset")
+    existing.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing dataset (once the new one is complete; refused if the folder "
+        "also holds files progan-dataset did not write)",
+    )
     existing.add_argument(
         "--skip-existing",
         action="store_true",
@@ -98,7 +103,10 @@ def main(argv: Sequence[str] | None) -> int:
     # info and verify read the manifest only: they report on damaged files instead of refusing
     # them at open as training does.
     if not args.dir.exists() and not args.dir.is_symlink():
-        recover_interrupted(args.dir)
+        try:
+            recover_interrupted(args.dir)
+        except UserError as err:
+            raise UserError(f"{args.dir}: no such dataset directory ({err})") from None
     manifest = read_manifest(args.dir)
     if args.command == "info":
         print(describe(args.dir, manifest))

@@ -109,10 +109,7 @@ def create_dataset(opts: CreateOptions) -> CreateResult:
     if opts.max_images is not None and opts.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {opts.max_images}")
     out = target_path(opts.out)
-    try:
-        recover_interrupted(out)  # a killed earlier run may have left DIR aside
-    except OSError as err:
-        raise UserError(f"cannot finish an interrupted earlier run at {out}: {err}") from err
+    recover_interrupted(out)  # a killed earlier run may have left DIR aside
     state = _existing_state(out, opts)
     if isinstance(state, CreateResult):
         return state

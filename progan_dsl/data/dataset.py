@@ -40,7 +40,10 @@ class ImageDataset:
     def __init__(self, path: str | os.PathLike[str], *, full_check: bool = False) -> None:
         self.path = Path(path)
         if not self.path.exists() and not self.path.is_symlink():
-            recover_interrupted(self.path)  # a killed `create --force` may have left it aside
+            try:
+                recover_interrupted(self.path)  # a killed `create --force` may have left it aside
+            except UserError as err:
+                raise UserError(f"{self.path}: no such dataset directory ({err})") from None
         self.format: Manifest = read_manifest(self.path)
         self.manifest: dict[str, Any] = self.format.raw  # the JSON, for display and comparison
         self.num_images: int = self.format.num_images

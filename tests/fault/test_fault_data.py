@@ -317,7 +317,8 @@ from progan_dsl.data import ImageDataset
 
 src = os.path.join(DISK, "..", "src.npy")
 out = os.path.join(DISK, "ds")
-np.save(os.path.join(DISK, "..", "small.npy"), np.zeros((4, 16, 16, 3), np.uint8))
+SMALL = os.path.join(DISK, "..", "small.npy")
+np.save(SMALL, np.zeros((4, 16, 16, 3), np.uint8))
 np.save(src, np.random.default_rng(0).integers(0, 256, (64, 128, 128, 3), np.uint8))
 def run(*args):
     err = io.StringIO()
@@ -340,6 +341,26 @@ results["old_ok"] = ImageDataset(out).verify() == []
 results["used_after"] = used()
 os.system(f"mount -o remount,ro {DISK}")
 results["readonly"] = run("--source", src, "--resolution", "128", "--force")
+os.system(f"mount -o remount,rw {DISK}")
+# Killed after DIR was moved aside, then the disk turned read-only: readers say so, cleanly.
+import signal, subprocess
+kill = (
+    "import os, signal, sys\\n"
+    "import progan_dsl.fsutil as f\\n"
+    "from progan_dsl.cli import dataset_main\\n"
+    "f.fault_point = lambda n: os.kill(os.getpid(), signal.SIGKILL) if n == 'moved-aside' else 0\\n"
+    f"dataset_main(['create', '--source', {SMALL!r}, '--out', {out!r}, '--resolution', '16', "
+    "'--quiet', '--force', '--max-images', '2'])\\n"
+)
+results["killed"] = subprocess.run([sys.executable, "-c", kill]).returncode
+results["missing"] = not os.path.exists(out)
+os.system(f"mount -o remount,ro {DISK}")
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    results["info_ro"] = [dataset_main(["info", out]), err.getvalue()]
+os.system(f"mount -o remount,rw {DISK}")
+results["after_rw"] = ImageDataset(out).num_images
+results["left_rw"] = sorted(os.listdir(DISK))
 print(json.dumps(results))
 """
 
@@ -364,3 +385,11 @@ def test_a_real_full_disk_and_a_read_only_mount(tmp_path: Path) -> None:
     code, err = results["readonly"]
     assert code == 2 and err.startswith(f"error: read-only file system while writing {disk}/"), err
     assert "Traceback" not in err
+    assert results["killed"] == -signal.SIGKILL and results["missing"] is True
+    code, err = results["info_ro"]
+    assert code == 2 and err.startswith(
+        f"error: {disk}/ds: no such dataset directory (cannot finish the interrupted publication "
+        f"{disk}/.ds.txn-"
+    ), err
+    assert "[Errno 30] Read-only file system" in err and "Traceback" not in err
+    assert results["after_rw"] == 2 and results["left_rw"] == ["ds"]
