@@ -333,6 +333,12 @@ def staged_dir(plan: OutputDir, *, complete_file: str | None = None) -> Iterator
     tmp, old = target.parent / names.new, target.parent / names.old
     try:
         tmp.mkdir()
+    except BaseException as err:  # never delete a folder this run did not make
+        journal.finish()
+        if isinstance(err, FileExistsError):
+            raise UserError(f"{tmp} exists, left by an earlier run; move it away") from None
+        raise
+    try:
         yield tmp
         if plan.kind:
             _write_marker(tmp, plan.kind)
