@@ -187,7 +187,7 @@ def _onnx_rows(
 
     from progan_dsl.errors import UserError
     from progan_dsl.export.onnx_export import export_onnx
-    from progan_dsl.export.runtime import CPU, CUDA, TENSORRT, OnnxGenerator
+    from progan_dsl.generate.ort import CPU, CUDA, TENSORRT, OnnxGenerator
 
     # one row per provider, best first; on CPU only the CPU provider
     providers = [("cpu", CPU)] if device == "cpu" else [("tensorrt", TENSORRT), ("cuda", CUDA)]
@@ -272,7 +272,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     from progan_dsl.compiler import compile_spec
     from progan_dsl.errors import UserError
-    from progan_dsl.export.sampling import latents
+    from progan_dsl.generate.latents import latents
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     defaults = CUDA_DEFAULTS if device == "cuda" else CPU_DEFAULTS

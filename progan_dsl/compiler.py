@@ -1,6 +1,11 @@
 """The compiler facade: spec file -> `Program` (graphs of every stage + generated modules).
 
 Training, export and `--emit-source` all get their modules here, from the one codegen path.
+
+One calling convention: every module `Program.build` returns is called as `module(x, alpha)`.
+Fade-in modules use alpha (a 0-dim tensor in [0, 1]); stable ones accept and ignore it (a
+subclass of the generated class adds the argument, so the generated source, parameter names and
+tracebacks stay those of the generated module). Callers never branch on the phase.
 """
 
 from __future__ import annotations
@@ -73,12 +78,24 @@ class Program:
         if key not in self._classes:
             tag = "fused" if self.fused else "plain"
             filename = f"<progan:{self.spec.name}:{self.loaded.hash[:8]}:{tag}:{net}_{stage.name}>"
-            self._classes[key] = load_class(self.source(net, stage), filename, class_name(net, stage))
+            cls = load_class(self.source(net, stage), filename, class_name(net, stage))
+            self._classes[key] = cls if stage.phase == "fade" else _taking_alpha(cls)
         return self._classes[key]
 
     def build(self, net: str, stage: Stage) -> nn.Module:
         """A fresh module of this network and stage (weights initialised N(0, 1), biases 0)."""
         return self.module_class(net, stage)()
+
+
+def _taking_alpha(cls: type[nn.Module]) -> type[nn.Module]:
+    """A stable stage's generated class, also callable as `module(x, alpha)` (alpha ignored)."""
+
+    def forward(self: nn.Module, x: Any, alpha: Any = None) -> Any:
+        return cls.forward(self, x)
+
+    namespace = {"forward": forward, "__doc__": cls.__doc__, "__module__": cls.__module__,
+                 "__qualname__": cls.__qualname__}
+    return type(cls.__name__, (cls,), namespace)
 
 
 def compile_spec(spec: str | Path | LoadedSpec, *, fused: bool | None = None) -> Program:

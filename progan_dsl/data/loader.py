@@ -10,9 +10,11 @@ Semantics (all deterministic, independent of `workers`):
   1-process run with the same global batch.
 - `mirror`: image i in epoch e is flipped horizontally iff `flips(seed, e)[i]`.
 - Output: float32 [N, C, H, W] in [-1, 1] (uint8 v -> (v - 127.5) / 127.5). With alpha < 1 it is
-  lerp(up, high, alpha) = (1 - alpha) * up + alpha * high, the generator's fade-in, where `up` is
-  level R/2 upsampled 2x (nearest) and `high` level R, both in [-1, 1]; computed in float32 as
-  alpha * high + (1 - alpha) * up, so alpha = 0 gives exactly `up` and alpha = 1 exactly `high`.
+  `fade_reals`: lerp(up, high, alpha) = (1 - alpha) * up + alpha * high, the generator's fade-in,
+  where `high` is level R in [-1, 1] and `up` its float 2x2 mean upsampled 2x (nearest), as the
+  official train.py (process_reals, 'FadeLOD') computes it: from the current level in float, not
+  from the stored (rounded) level R/2. Computed in float32 as alpha * high + (1 - alpha) * up, so
+  alpha = 1 gives exactly `high`.
 - `state_dict()` holds the seed and position; loading it continues with the same batches.
 
 Speed: rows are read from the uint8 memmaps in ascending index order (memmap locality) straight
@@ -37,7 +39,7 @@ import torch
 
 from progan_dsl.data.dataset import ImageDataset
 
-__all__ = ["ImageDataset", "ImageLoader"]
+__all__ = ["ImageDataset", "ImageLoader", "fade_reals", "to_float"]
 
 STATE_VERSION = 1
 _HALF = np.float32(127.5)  # uint8 v -> (v - 127.5) / 127.5 in [-1, 1]
@@ -52,7 +54,6 @@ class _Request:
     resolution: int
     global_batch: int
     position: int
-    with_low: bool  # also read level R/2 (for alpha < 1)
 
 
 Array = np.ndarray | torch.Tensor
@@ -60,11 +61,10 @@ Array = np.ndarray | torch.Tensor
 
 @dataclass
 class _Fetched:
-    """A request's images: float32 numpy (CPU) or pinned uint8 tensors (CUDA, converted later)."""
+    """A request's images: float32 numpy (CPU) or a pinned uint8 tensor (CUDA, converted later)."""
 
     request: _Request
     high: Array  # [n, C, H, W]
-    low: Array | None  # [n, C, H/2, W/2]
 
 
 class ImageLoader:
@@ -103,7 +103,7 @@ class ImageLoader:
 
     def next_batch(self, resolution: int, global_batch: int, alpha: float = 1.0) -> torch.Tensor:
         """This rank's global_batch // world_size images of the next global batch, float32
-        [N, C, H, W] in [-1, 1] on the device; alpha < 1 fades in from level R/2."""
+        [N, C, H, W] in [-1, 1] on the device; alpha < 1 fades them (`fade_reals`)."""
         if global_batch < 1 or global_batch % self.world_size:
             raise ValueError(
                 f"global batch {global_batch} is not a positive multiple of "
@@ -112,10 +112,7 @@ class ImageLoader:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha {alpha} is outside [0, 1]")
         self.dataset.shape(resolution)  # UserError if the level does not exist
-        with_low = alpha < 1.0
-        if with_low and resolution // 2 not in self.dataset.resolutions:
-            raise ValueError(f"alpha {alpha} < 1 at {resolution}: there is no level below it")
-        request = _Request(resolution, global_batch, self.position, with_low)
+        request = _Request(resolution, global_batch, self.position)
         fetched = self._take_prefetched(request) or self._fetch(request)
         self.position += global_batch
         self._prefetch_after(request)
@@ -221,21 +218,13 @@ class ImageLoader:
 
     def _fetch(self, request: _Request) -> _Fetched:
         index, flip = self._indices(request)
-        high = self._read(request.resolution, index, flip)
-        low = self._read(request.resolution // 2, index, flip) if request.with_low else None
-        return _Fetched(request, high, low)
+        return _Fetched(request, self._read(request.resolution, index, flip))
 
     def _blend(self, fetched: _Fetched, alpha: float) -> torch.Tensor:
-        high, low = fetched.high, fetched.low
+        high = fetched.high
         if isinstance(high, torch.Tensor):  # pinned uint8: copy to the device, convert there
             high = _to_float_torch(high.to(self.device, non_blocking=True))
-            if isinstance(low, torch.Tensor):
-                low = _to_float_torch(low.to(self.device, non_blocking=True))
-        if alpha < 1.0:
-            assert low is not None
-            step = max(1, _FADE_CHUNK_BYTES // high[0].nbytes)  # images per cache-sized step
-            for i in range(0, len(high), step):
-                _fade_in_place(high[i : i + step], low[i : i + step], alpha)
+        fade_reals(high, alpha)
         return high if isinstance(high, torch.Tensor) else torch.from_numpy(high)
 
     # ---- prefetching ----------------------------------------------------------------------
@@ -244,12 +233,7 @@ class ImageLoader:
         """The queued result for `request` if the guess was right; otherwise drop the queue."""
         while self._queue:
             queued, future = self._queue.popleft()
-            if (
-                queued.resolution == request.resolution
-                and queued.global_batch == request.global_batch
-                and queued.position == request.position
-                and (queued.with_low or not request.with_low)
-            ):
+            if queued == request:
                 return future.result()
             future.cancel()
             self._drop_prefetched()
@@ -262,9 +246,7 @@ class ImageLoader:
         queued_up_to = self._queue[-1][0].position if self._queue else request.position
         while len(self._queue) < self.workers:
             queued_up_to += request.global_batch
-            guess = _Request(
-                request.resolution, request.global_batch, queued_up_to, request.with_low
-            )
+            guess = _Request(request.resolution, request.global_batch, queued_up_to)
             self._queue.append((guess, self._pool.submit(self._fetch, guess)))
 
     def _drop_prefetched(self) -> None:
@@ -273,24 +255,37 @@ class ImageLoader:
             future.cancel()
 
 
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1], exactly as batches are converted: (v - 127.5) / 127.5."""
+    out = np.subtract(images, _HALF, dtype=np.float32)
+    return np.divide(out, _HALF, out=out)
+
+
 def _to_float_torch(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1] on the device, as `_read` does on the CPU:
     (v - 127.5) / 127.5, so 0 -> -1 and 255 -> 1 exactly."""
     return images.to(torch.float32).sub_(127.5).div_(127.5)
 
 
-def _fade_in_place(high: Array, low: Array, alpha: float) -> None:
-    """high <- alpha * high + (1 - alpha) * up, up = `low` upsampled 2x (nearest): the fade-in
-    lerp(up, high, alpha), exact at alpha = 0 and 1. `up` is never built at full size: the low
-    term is scaled at low resolution, doubled along W, then added to both rows of each row pair.
-    Works on numpy arrays (CPU) and torch tensors (GPU)."""
+def fade_reals(images: Array, alpha: float) -> Array:
+    """In place: images <- lerp(up, images, alpha), `up` = the float 2x2 mean of `images`
+    upsampled 2x (nearest): the real-image fade-in of the official code ('FadeLOD'). float32
+    [N, C, H, W] numpy arrays (CPU) or torch tensors (GPU); alpha = 1 leaves them unchanged.
+    Runs over cache-sized chunks of images; `up` is never built at full size."""
+    if alpha >= 1.0:
+        return images
+    step = max(1, _FADE_CHUNK_BYTES // max(images[0].nbytes, 1))
+    for i in range(0, len(images), step):
+        _fade_chunk(images[i : i + step], alpha)
+    return images
+
+
+def _fade_chunk(high: Array, alpha: float) -> None:
     n, c, h, w = high.shape
-    high *= alpha
-    low_term = low * (1.0 - alpha)  # [n, c, h/2, w/2]
-    wide: Array
-    if isinstance(low_term, torch.Tensor):
-        wide = low_term.repeat_interleave(2, dim=3)
+    blocks = high.reshape(n, c, h // 2, 2, w // 2, 2)  # a view: `high` is contiguous
+    if isinstance(blocks, torch.Tensor):
+        low_term = blocks.mean(dim=(3, 5), keepdim=True) * (1.0 - alpha)
     else:
-        wide = np.repeat(low_term, 2, axis=3)  # [n, c, h/2, w]
-    row_pairs = high.reshape(n, c, h // 2, 2, w)  # a view: `high` is contiguous
-    row_pairs += wide[:, :, :, None, :]
+        low_term = blocks.mean(axis=(3, 5), keepdims=True, dtype=np.float32) * np.float32(1.0 - alpha)
+    blocks *= alpha
+    blocks += low_term

@@ -136,7 +136,8 @@ def _export_proto(
     from onnxscript import optimizer
 
     example = torch.zeros(fixed_batch or _EXPORT_BATCH, latent_size)
-    dynamic = None if fixed_batch else {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}}
+    # by position: stable stage modules are called as forward(x, alpha=None) (one convention)
+    dynamic = None if fixed_batch else ({0: torch.export.Dim("batch", min=1)},)
     with _quiet_exporter():
         program = torch.onnx.export(
             module,

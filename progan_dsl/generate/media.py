@@ -1,7 +1,7 @@
-"""Image files from generated images: grids, single PNGs, GIF and MP4 animations.
+"""Files of generated images beyond one grid: a PNG per image, GIF and MP4 animations.
 
-Owns the layout of a grid (row-major, `ceil(sqrt(n))` columns by default, black where a row is
-short) and the writers. Every file is written to a temporary name beside its target and renamed,
+Grids and PNG writing are `progan_dsl.images`; this module owns the multi-file and animated
+outputs of `progan-generate`. Every file is written to a temporary name beside its target and renamed,
 so a reader never sees half a file. PNG and GIF go through Pillow; MP4 needs the imageio-ffmpeg
 package (which ships an ffmpeg binary) and is refused with a clear message without it.
 Images arrive as uint8 [N, C, H, W] with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
@@ -9,53 +9,51 @@ Images arrive as uint8 [N, C, H, W] with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from progan_dsl.errors import UserError
-from progan_dsl.fsutil import write_atomic_with
+from progan_dsl.fsutil import write_atomic_with, write_text_atomic
+from progan_dsl.images import to_pil, write_png
 
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 ANIMATIONS = (".gif", ".mp4")
 
 
-def grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
-    """uint8 [N, C, H, W] -> one uint8 [rows * H, cols * W, C] image, row-major."""
-    n, c, h, w = images.shape
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    canvas = np.zeros((rows * h, cols * w, c), np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        canvas[r * h : (r + 1) * h, q * w : (q + 1) * w] = images[i].transpose(1, 2, 0)
-    return canvas
+MARKER = ".progan-generate.json"  # what progan-generate wrote into a folder (names it may replace)
 
 
-def to_pil(image: np.ndarray) -> Image.Image:
-    """uint8 [H, W, C] -> a Pillow image (C = 1: grayscale 'L')."""
-    channels = image.shape[2]
-    if channels not in MODES:
-        raise UserError(f"cannot write {channels}-channel images (1, 3 or 4 channels)")
-    return Image.fromarray(image[:, :, 0] if channels == 1 else image, MODES[channels])
+def write_image_folder(images: np.ndarray, folder: str | Path, names: list[str], *,
+                       force: bool = False) -> list[Path]:
+    """uint8 [N, C, H, W] as `folder/<name>.png` (names from the caller, e.g. `seed0042`).
 
-
-def write_png(image: np.ndarray, path: str | Path) -> Path:
-    """One uint8 [H, W, C] image as a PNG."""
-    return write_atomic_with(Path(path), lambda tmp: to_pil(image).save(tmp, format="PNG"))
-
-
-def write_pngs(images: np.ndarray, folder: str | Path, prefix: str = "") -> list[Path]:
-    """uint8 [N, C, H, W] as `folder/<prefix>000000.png`, ... (index order)."""
+    A non-empty folder is refused unless `force`; with it, only the files an earlier
+    progan-generate run listed in the folder's marker are removed first (never anything else)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: exists and is not a folder")
-    return [
-        write_png(img.transpose(1, 2, 0), folder / f"{prefix}{i:06d}.png")
-        for i, img in enumerate(images)
-    ]
+        raise UserError(f"--out {folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not force:
+            raise UserError(f"--out {folder}: the folder is not empty; choose an empty or new "
+                            f"folder, or pass --force to replace what progan-generate wrote there")
+        for name in _marked(folder):
+            (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [f"{name}.png" for name in names]
+    write_text_atomic(folder / MARKER, json.dumps({"written_by": "progan-generate",
+                                                   "files": written}, indent=1) + "\n")
+    return [write_png(folder / file, img.transpose(1, 2, 0))
+            for file, img in zip(written, images, strict=True)]
+
+
+def _marked(folder: Path) -> list[str]:
+    """File names an earlier run recorded in the marker (plain names inside the folder only)."""
+    try:
+        files = json.loads((folder / MARKER).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and Path(f).name == f and f.endswith(".png")]
 
 
 def write_gif(frames: np.ndarray, path: str | Path, fps: float) -> Path:

@@ -1,4 +1,5 @@
-"""onnxruntime for exported generators: execution providers, sessions, GPU IO binding.
+"""onnxruntime for exported generators (.onnx files of progan-export): execution providers,
+sessions, GPU IO binding.
 
 Owns which execution providers a session gets and what is said when one is missing, and
 `OnnxGenerator`, which runs an exported generator file. Imports onnxruntime and numpy only.
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from progan_dsl.devices import parse_device
 from progan_dsl.errors import UserError
 
 TENSORRT = "TensorrtExecutionProvider"
@@ -47,14 +49,6 @@ CUDA_MISSING = (
     "of onnxruntime (with CUDA and cuDNN libraries it was built for), or use --device cpu"
 )
 LOG_ERRORS_ONLY = 3  # onnxruntime severity: 0 verbose .. 3 error; hides per-node fallback notes
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """'cpu' -> ('cpu', 0); 'cuda' -> ('cuda', 0); 'cuda:1' -> ('cuda', 1)."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise UserError(f"device must be cpu, cuda or cuda:<index>, got {device!r}")
-    return kind, int(index or 0)
 
 
 def choose_providers(

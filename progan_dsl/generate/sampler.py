@@ -1,26 +1,22 @@
-"""Samplers: one small interface over every way of running a deployed generator.
+"""Samplers: one small interface over every way of running a finished generator.
 
-Owns the latent recipe every backend shares (`latents`), the float -> uint8 conversion
-(`to_uint8`), latent interpolation (`interpolate`), and `open_sampler`, which opens an exported
-.onnx file or a checkpoint / run folder behind the same `Sampler` interface:
+Owns `open_sampler`, which opens a generator source behind the same `Sampler` interface. A
+source is named one way everywhere: a run folder (its newest stable EMA generator), a checkpoint
+file, or an exported `.onnx` file:
 
-    sampler = open_sampler(onnx="g.onnx")                   # onnxruntime, CPU
-    sampler = open_sampler(checkpoint="runs/00003-celebahq", device="cuda")   # torch
+    sampler = open_sampler("g.onnx")                                  # onnxruntime
+    sampler = open_sampler("runs/00003-celebahq", device="cuda")     # torch
     sampler.latent_size, sampler.resolution, sampler.channels, sampler.height, sampler.width
     images = sampler.sample(z)              # float32 [N, C, H, W], nominal range [-1, 1]
     fakes = sampler.sample_uint8(1000, seed=0)              # uint8 [N, C, H, W]
     for batch in sampler.iter_uint8(10_000, seed=0): ...    # the same images, batch by batch
 
-Latents for a seed are `np.random.default_rng(seed).standard_normal((n, latent_size))` cast to
-float32, so the torch and onnxruntime backends (and any other program) see the same z.
-`sample` returns the generator's raw output: nominally [-1, 1] like the training data, not
-clipped; `sample_uint8` rounds `(x + 1) * 127.5` to the nearest integer and clips to 0..255 (the
-official `convert_to_pil_image`).
+`sample` returns the generator's raw output (nominally [-1, 1] like the training data, not
+clipped); the uint8 forms go through `progan_dsl.images.to_uint8`.
 """
 
 from __future__ import annotations
 
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,58 +25,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from progan_dsl.errors import UserError
+from progan_dsl.generate.latents import latents
+from progan_dsl.images import to_uint8
 
-if TYPE_CHECKING:
-    from progan_dsl.export.generator import DeployGenerator
+if TYPE_CHECKING:  # importing it at run time would load torch for every onnx user
+    from progan_dsl.generate.stable import StableGenerator
 
-BACKENDS = ("onnxruntime", "torch")
 DEFAULT_BATCH = 16  # latents per forward pass: a 1024x1024 G then needs ~1-2 GB of activations
-
-
-def latents(n: int, latent_size: int, seed: int) -> np.ndarray:
-    """The n latents of a seed: float32 [n, latent_size], standard normal."""
-    return np.random.default_rng(seed).standard_normal((n, latent_size)).astype(np.float32)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats -> uint8: rint((x + 1) * 127.5), clipped to 0..255. Shape unchanged."""
-    return np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation between latent rows a and b (linear where they are parallel)."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    cos = np.sum(a64 * b64, -1, keepdims=True) / (
-        np.linalg.norm(a64, axis=-1, keepdims=True) * np.linalg.norm(b64, axis=-1, keepdims=True)
-    )
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    sin = np.sin(omega)
-    safe = np.where(sin > 1e-6, sin, 1.0)
-    wa = np.where(sin > 1e-6, np.sin((1.0 - t) * omega) / safe, 1.0 - t)
-    wb = np.where(sin > 1e-6, np.sin(t * omega) / safe, t)
-    return (wa * a64 + wb * b64).astype(np.float32)
-
-
-def interpolate(keys: np.ndarray, steps: int, mode: str = "slerp") -> np.ndarray:
-    """A closed loop through the key latents: `steps` frames from each key to the next (the last
-    key leads back to the first). Returns float32 [len(keys) * steps, latent_size]."""
-    if len(keys) < 2:
-        raise UserError("an interpolation needs at least 2 key latents (--n 2 or more)")
-    if steps < 1:
-        raise UserError(f"--interpolate needs at least 1 step, got {steps}")
-    if mode not in ("slerp", "linear"):
-        raise UserError(f"interpolation must be slerp or linear, got {mode!r}")
-    frames = []
-    for i in range(len(keys)):
-        a, b = keys[i], keys[(i + 1) % len(keys)]
-        for j in range(steps):
-            t = j / steps
-            frames.append(slerp(a, b, t) if mode == "slerp" else ((1 - t) * a + t * b))
-    return np.stack(frames).astype(np.float32)
+ONNX_SUFFIX = ".onnx"
 
 
 class Sampler(ABC):
-    """A deployed generator: latents in, images out, in batches of `batch_size`."""
+    """A finished generator: latents in, images out, in batches of `batch_size`."""
 
     backend: str
     latent_size: int
@@ -90,6 +46,7 @@ class Sampler(ABC):
     width: int
     batch_size: int
     fixed_batch: int | None  # an ONNX file exported with a fixed batch takes exactly this many
+    description: str  # where the generator came from, for printed summaries
 
     @abstractmethod
     def _forward(self, z: np.ndarray) -> np.ndarray:
@@ -105,9 +62,7 @@ class Sampler(ABC):
             chunk = z[start : start + step]
             count = len(chunk)
             if self.fixed_batch and count < step:  # pad; zero latents are harmless (0 / sqrt(eps))
-                chunk = np.concatenate(
-                    [chunk, np.zeros((step - count, self.latent_size), np.float32)]
-                )
+                chunk = np.concatenate([chunk, np.zeros((step - count, self.latent_size), np.float32)])
             yield self._forward(chunk)[:count]
 
     def sample(self, z: np.ndarray) -> np.ndarray:
@@ -136,24 +91,21 @@ class TorchSampler(Sampler):
 
     backend = "torch"
 
-    def __init__(
-        self, deployed: DeployGenerator, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH
-    ) -> None:
-        import torch
+    def __init__(self, generator: StableGenerator, *, device: str | None = None,
+                 batch_size: int = DEFAULT_BATCH) -> None:
+        from progan_dsl.devices import torch_device
 
-        from progan_dsl.export.runtime import parse_device
-
-        if parse_device(device)[0] == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {device}: torch sees no CUDA device; use --device cpu")
-        self.device = torch.device(device)
-        self.G = deployed.G.to(self.device).eval().requires_grad_(False)
-        arch = deployed.program.spec.architecture
+        self.device = torch_device(device)
+        self.G = generator.G.to(self.device).eval().requires_grad_(False)
+        arch = generator.program.spec.architecture
         self.latent_size = arch.latent_size
-        self.resolution = deployed.stage.resolution
+        self.resolution = generator.stage.resolution
         self.channels = arch.image_channels
-        self.height, self.width = arch.spatial(deployed.stage.resolution)
+        self.height, self.width = arch.spatial(generator.stage.resolution)
         self.batch_size, self.fixed_batch = batch_size, None
-        self.deployed = deployed
+        self.generator = generator
+        self.description = (f"{generator.weights} of {generator.path} (stage {generator.stage}, "
+                            f"{generator.images_trained:,} images trained)")
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         import torch
@@ -168,17 +120,11 @@ class OnnxSampler(Sampler):
 
     backend = "onnxruntime"
 
-    def __init__(
-        self,
-        model: str | Path | bytes,
-        *,
-        device: str = "cpu",
-        provider: str = "auto",
-        batch_size: int = DEFAULT_BATCH,
-    ) -> None:
-        from progan_dsl.export.runtime import OnnxGenerator
+    def __init__(self, model: str | Path | bytes, *, device: str | None = None,
+                 provider: str = "auto", batch_size: int = DEFAULT_BATCH) -> None:
+        from progan_dsl.generate.ort import OnnxGenerator
 
-        self.generator = OnnxGenerator(model, device=device, provider=provider)
+        self.generator = OnnxGenerator(model, device=device or _default_device(), provider=provider)
         meta = self.generator.metadata
         _, channels, height, width = self.generator.output_shape
         self.latent_size = self.generator.latent_size
@@ -188,59 +134,45 @@ class OnnxSampler(Sampler):
         self.resolution = int(meta.get("resolution", max(self.height, self.width)))
         self.batch_size, self.fixed_batch = batch_size, self.generator.fixed_batch
         self.metadata = meta
+        where = model if not isinstance(model, bytes) else "<in memory>"
+        self.description = f"{where} ({' > '.join(self.generator.providers)})"
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         return self.generator.run(z)
 
 
+def _default_device() -> str:
+    from progan_dsl.devices import device_text, torch_device
+
+    return device_text(torch_device(None))
+
+
+def is_onnx(source: str | Path) -> bool:
+    return Path(source).suffix.lower() == ONNX_SUFFIX
+
+
 def open_sampler(
-    onnx: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    device: str = "cpu",
-    backend: str | None = None,
+    source: str | Path,
     *,
+    device: str | None = None,
     provider: str = "auto",
     resolution: int | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> Sampler:
-    """A sampler over an exported .onnx file or a checkpoint / run folder (exactly one).
-
-    backend: None picks onnxruntime for `onnx` and torch for `checkpoint`. A checkpoint with
-    `backend="onnxruntime"` is exported in memory first (`export_onnx`, fp32). `resolution`
-    picks the stable stage of a checkpoint (default: its own, see `load_deploy_generator`);
-    `provider` (auto, tensorrt, cuda, cpu) applies to onnxruntime on `device="cuda"`."""
-    if (onnx is None) == (checkpoint is None):
-        raise UserError("give exactly one generator source: an .onnx file or a checkpoint")
-    if backend is None:
-        backend = "onnxruntime" if onnx is not None else "torch"
-    if backend not in BACKENDS:
-        raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    """A sampler over a generator source: a `.onnx` file (onnxruntime), or a checkpoint file or
+    run folder (torch, the newest stable EMA generator; `resolution` picks another stable stage,
+    see `stable_generator`). `device` None: CUDA when available. `provider` (auto, tensorrt,
+    cuda, cpu) applies to onnxruntime on a GPU."""
     if batch_size < 1:
-        raise UserError(f"batch size must be at least 1, got {batch_size}")
-    if onnx is not None:
-        if backend == "torch":
-            raise UserError(
-                "an .onnx file runs with --backend onnxruntime; use --checkpoint for torch"
-            )
+        raise UserError(f"--batch must be at least 1, got {batch_size}")
+    if is_onnx(source):
         if resolution is not None:
             raise UserError("--resolution picks a stage of a checkpoint; an .onnx file has one")
-        return OnnxSampler(onnx, device=device, provider=provider, batch_size=batch_size)
+        return OnnxSampler(source, device=device, provider=provider, batch_size=batch_size)
+    from progan_dsl.generate.stable import stable_generator
 
-    from progan_dsl.export.generator import load_deploy_generator
+    return TorchSampler(stable_generator(source, resolution=resolution), device=device,
+                        batch_size=batch_size)
 
-    assert checkpoint is not None
-    deployed = load_deploy_generator(checkpoint, resolution=resolution)
-    if backend == "torch":
-        return TorchSampler(deployed, device=device, batch_size=batch_size)
-    from progan_dsl.export.onnx_export import export_onnx
 
-    with tempfile.TemporaryDirectory(prefix="progan-export-") as tmp:
-        path = export_onnx(
-            deployed.program,
-            deployed.stage,
-            deployed.G,
-            Path(tmp) / "G.onnx",
-            metadata={"images_trained": deployed.images_trained},
-        )
-        model = path.read_bytes()
-    return OnnxSampler(model, device=device, provider=provider, batch_size=batch_size)
+__all__ = ["DEFAULT_BATCH", "OnnxSampler", "Sampler", "TorchSampler", "is_onnx", "open_sampler"]

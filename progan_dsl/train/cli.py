@@ -8,8 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from progan_dsl.cliutil import UserErrorParser, non_negative_int, positive_int
+from progan_dsl.cliutil import (
+    add_common,
+    add_device,
+    add_set,
+    non_negative_int,
+    parser_for,
+    positive_float,
+    positive_int,
+    seed_int,
+)
+
+if TYPE_CHECKING:
+    from progan_dsl.spec import LoadedSpec
 
 EXAMPLES = """\
 examples:
@@ -17,50 +30,56 @@ examples:
   progan-train specs/mnist_32.yaml --dry-run
   progan-train specs/celebahq_1024.yaml --data data/celebahq --resume auto
   progan-train specs/mnist_32.yaml --resume runs/00003-mnist_32/checkpoints/checkpoint-000120000.pt
+  progan-train specs/mnist_32.yaml --set training.schedule.total_kimg=10 --dry-run
   torchrun --standalone --nproc_per_node 2 -m progan_dsl.train specs/mnist_32.yaml --device cpu
 
 A run folder (OUTDIR/NNNNN-<spec name>/) holds the spec (as given and resolved), the graph dump,
-log.jsonl, grids/, plots/, tensorboard/ and checkpoints/. Exit status: 0 done, 2 bad input,
-3 a non-finite loss stopped the run (rolled back to the last checkpoint).
+log.jsonl, log.txt, grids/, plots/, tensorboard/ and checkpoints/. Ctrl-C or SIGTERM writes a
+checkpoint and prints the command that resumes. Exit status: 0 done, 2 bad input (or a full
+disk), 3 a non-finite loss stopped the run (rolled back to the last checkpoint), 130/143 stopped
+by SIGINT/SIGTERM after a checkpoint.
 """
 
 
 def parser() -> argparse.ArgumentParser:
-    p = UserErrorParser(
-        prog="progan-train",
-        description="Grow and train a ProGAN spec: phases, fade-ins, minibatch and learning rate "
-        "as the spec says; checkpoints that resume bit for bit.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = parser_for("progan-train", "Grow and train a ProGAN spec: phases, fade-ins, minibatch "
+                   "and learning rate as the spec says; checkpoints that resume bit for bit.",
+                   EXAMPLES)
     p.add_argument("spec", help="spec YAML file")
+    add_set(p)
     p.add_argument("--data", metavar="DIR",
                    help="dataset folder from progan-dataset (default: training.dataset.path)")
     p.add_argument("--outdir", metavar="DIR", default="runs", help="where run folders go (runs)")
-    p.add_argument("--kimg", type=float, metavar="N",
+    p.add_argument("--kimg", type=positive_float, metavar="N",
                    help="train for N thousand images in all (default: the spec's total_kimg)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="'auto': continue the newest run of this spec in OUTDIR (or start one); "
                    "PATH: a checkpoint file or run folder")
-    p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of a new run (default 0)")
+    add_device(p)
+    p.add_argument("--seed", type=seed_int, metavar="S", help="seed of a new run (default 0)")
     p.add_argument("--workers", type=non_negative_int, default=1, metavar="N",
                    help="data prefetch threads (default 1; results do not depend on it)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="CPU compute threads (default: torch's choice, one per core; on a machine "
                    "busy with other work, fewer threads than cores is much faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
+    gradfix = p.add_mutually_exclusive_group()
+    gradfix.add_argument("--gradfix", dest="gradfix", action="store_true", default=None,
+                         help="convs with differentiable backward kernels (default: on CUDA only)")
+    gradfix.add_argument("--no-gradfix", dest="gradfix", action="store_false",
+                         help="stock convs everywhere")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and phase schedule, and exit")
+    add_common(p)
     return p
 
 
-def dry_run(spec_path: str, kimg: float | None, device: str | None) -> str:
+def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
     """The text `--dry-run` prints: resolved training settings and the phase schedule."""
     from progan_dsl.compiler import compile_spec
     from progan_dsl.train.schedule import build_schedule, format_schedule
 
-    program = compile_spec(spec_path)
+    program = compile_spec(loaded)
     spec, training = program.spec, program.spec.training
     schedule = build_schedule(spec, kimg)
     final = program.final_stage
@@ -90,13 +109,22 @@ def dry_run(spec_path: str, kimg: float | None, device: str | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from progan_dsl.spec import load_spec
+
+    loaded = load_spec(args.spec, overrides=args.overrides)
     if args.dry_run:
-        print(dry_run(args.spec, args.kimg, args.device))
+        print(dry_run(loaded, args.kimg, args.device))
         return 0
-    from progan_dsl.train.loop import EXIT_DIVERGED, TrainingDiverged, TrainOptions, train
+    from progan_dsl.train.loop import (
+        EXIT_DIVERGED,
+        TrainingDiverged,
+        TrainingInterrupted,
+        TrainOptions,
+        train,
+    )
 
     options = TrainOptions(
-        spec=args.spec,
+        spec=loaded,
         data=args.data,
         outdir=args.outdir,
         kimg=args.kimg,
@@ -106,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         threads=args.threads,
         progress=False if args.no_progress else None,
+        quiet=args.quiet,
+        gradfix=args.gradfix,
         command=["progan-train", *(sys.argv[1:] if argv is None else argv)],
     )
     try:
@@ -113,4 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
+    except TrainingInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_code
     return 0

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from progan_dsl.errors import UserError
+from progan_dsl.devices import torch_device
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,9 @@ class DistEnv:
         return self.world_size > 1
 
 
-def select_device(requested: str | None) -> torch.device:
-    """'cuda', 'cpu' or None (CUDA when available). UserError for CUDA without a GPU."""
-    if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested not in ("cuda", "cpu"):
-        raise UserError(f"--device must be 'cuda' or 'cpu', got {requested!r}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu)")
-    return torch.device(requested)
-
-
 def init_distributed(requested_device: str | None) -> DistEnv:
     """Join the torchrun process group if there is one; pick this rank's device."""
-    device = select_device(requested_device)
+    device = torch_device(requested_device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -1,55 +1,46 @@
-"""A run's life: start or resume, train to the end of the schedule, and never lose the run.
+"""A run's life: start or resume, train to the end of the schedule, never lose the run.
 
-Owns `train(options)`: deciding where a run starts (a new numbered run folder, `--resume auto`,
-a checkpoint path), checking the dataset against the spec, and the loop around `Trainer.iteration`
-with its ticks (log record, EMA grid, TensorBoard, plots, progress), evaluations, atomic
-checkpoints, and the rollback when a loss stops being finite.
-
-Ticks, checkpoints and evaluations happen when images shown crosses a multiple of their interval,
-so a resumed run does them at the same points; a resumed run cuts the log back to its checkpoint
-and carries the unfinished tick's statistics in the checkpoint, so its log reads as if it had
-never stopped. Rank 0 alone writes; every rank runs the same collectives in the same order.
+Owns `train(options)`, which wires the owners together and runs the loop:
+- `start` decides where the run starts (new, `--resume auto`, a checkpoint) and checks the data;
+- `Trainer` holds the networks and does one iteration at a time;
+- `Monitor` syncs loss statistics to the host and measures throughput;
+- `RunRecorder` writes the run folder: log events, checkpoints, the rollback;
+- `Feedback` shows ticks (lines, grids, plots, TensorBoard, progress);
+- `Evaluator` computes metrics.
+Each keeps its own interval (a multiple of N images crossed), so a resumed run does everything at
+the same points as an uninterrupted one. Ctrl-C or SIGTERM finishes the iteration, writes a
+checkpoint and says how to resume; a non-finite loss rolls the run back to its newest checkpoint
+and stops; a full disk stops with a message naming the file. Rank 0 alone writes; every rank runs
+the same collectives in the same order.
 """
 
 from __future__ import annotations
 
+import errno
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
-from progan_dsl.compiler import Program, compile_spec
+from progan_dsl.compiler import compile_spec
 from progan_dsl.data.loader import ImageDataset, ImageLoader
 from progan_dsl.errors import UserError
-from progan_dsl.ir.dump import dump
-from progan_dsl.spec import LoadedSpec, load_spec, load_spec_text
+from progan_dsl.spec import LoadedSpec, load_spec
 from progan_dsl.train import distributed as distr
-from progan_dsl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from progan_dsl.train.feedback import (
-    Board,
-    Progress,
-    format_duration,
-    image_grid,
-    plot_losses,
-    save_grid,
-)
-from progan_dsl.train.rundir import (
-    RunDir,
-    create_run,
-    newest_run_of_spec,
-    run_of_checkpoint,
-    tick_records,
-)
-from progan_dsl.train.schedule import Phase, Schedule, build_schedule, kimg_to_images
-from progan_dsl.train.trainer import Trainer, derive_seed, mbstd_group_size
+from progan_dsl.train.evaluator import Evaluator
+from progan_dsl.train.feedback import Feedback, format_duration
+from progan_dsl.train.monitor import Monitor, NonFinite
+from progan_dsl.train.recorder import RunRecorder, run_info
+from progan_dsl.train.schedule import Schedule, build_schedule
+from progan_dsl.train.start import Start, check_batches, check_dataset, dataset_path, decide_start
+from progan_dsl.train.trainer import Trainer
 
-SYNC_EVERY = 8  # iterations between host syncs (loss check, progress) when nothing else syncs
 EXIT_DIVERGED = 3  # CLI exit status when a non-finite loss stopped the run
+EXIT_SIGNAL_BASE = 128  # exit status after a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM)
 
 
 class TrainingDiverged(Exception):
@@ -58,6 +49,14 @@ class TrainingDiverged(Exception):
     def __init__(self, message: str, checkpoint: Path | None) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+
+
+class TrainingInterrupted(Exception):
+    """A signal stopped the run after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = EXIT_SIGNAL_BASE + signum
 
 
 @dataclass
@@ -69,11 +68,13 @@ class TrainOptions:
     outdir: str | Path = "runs"
     kimg: float | None = None  # total length override
     resume: str | None = None  # None (new run), "auto", or a checkpoint file / run folder
-    device: str | None = None  # "cuda", "cpu" or None (CUDA when available)
+    device: str | None = None  # "cpu", "cuda", "cuda:1" or None (CUDA when available)
     seed: int | None = None  # default 0 for a new run; a resumed run keeps its own
     workers: int = 1  # loader prefetch threads
     threads: int | None = None  # CPU compute threads (torch.set_num_threads); None: torch's default
     progress: bool | None = None  # progress bar; None: when stderr is a terminal
+    quiet: bool = False  # print nothing but errors (the run's log.txt still gets every line)
+    gradfix: bool | None = None  # convs through gradfix; None: on CUDA only
     command: list[str] = field(default_factory=list)  # for run.json
 
 
@@ -90,119 +91,34 @@ class TrainResult:
     already_done: bool = False
 
 
-IterationHook = Callable[["Trainer"], None]
+IterationHook = Callable[[Trainer], None]
 
 
-# ---- a run ---------------------------------------------------------------------------------------
+class StopSignals:
+    """While active, SIGINT and SIGTERM ask the loop to stop after the current iteration (a
+    second SIGINT stops at once). Only in the main thread; elsewhere signals keep their default."""
 
+    HANDLED = (signal.SIGINT, signal.SIGTERM)
 
-def crossed(before: int, after: int, every: int) -> bool:
-    """True if a multiple of `every` lies in (before, after]."""
-    return after // every > before // every
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
 
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
 
-def _resolve_spec(spec: str | Path | LoadedSpec) -> LoadedSpec:
-    return spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-
-
-def resolved_spec_yaml(program: Program) -> str:
-    """The validated spec with every default written out; it loads back to the same hash."""
-    data = program.spec.model_dump(mode="json")
-    arch = data["architecture"]
-    arch["generator"]["to_rgb"].pop("out", None)  # fixed by the spec rule: not written in specs
-    arch["discriminator"]["from_rgb"].pop("out", None)
-    head = (f"# Spec '{program.spec.name}' with every default filled in (sha256 "
-            f"{program.loaded.hash}).\n")
-    return head + yaml.safe_dump(data, sort_keys=False)
-
-
-def _check_dataset(dataset: ImageDataset, program: Program, schedule: Schedule) -> None:
-    arch = program.spec.architecture
-    if dataset.channels != arch.image_channels:
-        raise UserError(f"dataset {dataset.path} has {dataset.channels} channel(s), spec "
-                        f"'{program.spec.name}' makes {arch.image_channels}")
-    needed = sorted({p.resolution for p in schedule.phases}
-                    | {p.resolution // 2 for p in schedule.phases if p.fading})
-    for res in needed:
-        if res not in dataset.resolutions:
-            raise UserError(f"dataset {dataset.path} has no {res}x level (it has "
-                            f"{', '.join(map(str, dataset.resolutions))}); recreate it with "
-                            f"--resolution {arch.final_resolution}")
-        if dataset.shape(res) != arch.spatial(res):
-            raise UserError(f"dataset {dataset.path}: level {res} is {dataset.shape(res)}, spec "
-                            f"wants {arch.spatial(res)} (base_shape {list(arch.base_shape)})")
-
-
-def _check_batches(program: Program, schedule: Schedule, world_size: int) -> None:
-    group = mbstd_group_size(program)
-    for phase in schedule.phases:
-        batch = phase.minibatch
-        if batch % world_size:
-            raise UserError(f"minibatch {batch} at {phase.resolution} does not split over "
-                            f"{world_size} processes")
-        if group and (batch // world_size) % min(group, batch):
-            raise UserError(f"minibatch {batch} at {phase.resolution} over {world_size} processes "
-                            f"gives {batch // world_size} per process, not a multiple of the "
-                            f"minibatch-stddev group size {min(group, batch)}: groups would span "
-                            f"processes")
-
-
-def _dataset_path(options: TrainOptions, program: Program, saved: str | None) -> Path:
-    path = options.data or saved or program.spec.training.dataset.path
-    if path is None:
-        raise UserError("no dataset: pass --data DIR or set training.dataset.path in the spec "
-                        "(make one with `progan-dataset create`)")
-    return Path(path)
-
-
-@dataclass(frozen=True)
-class _Start:
-    """Where a run starts (decided by rank 0): fresh, or from a checkpoint file, continuing its
-    run folder (`run`) or in a new one."""
-
-    checkpoint: str | None
-    run: str | None
-
-
-def _find_start(options: TrainOptions, loaded: LoadedSpec) -> _Start:
-    if options.resume is None:
-        return _Start(None, None)
-    if options.resume == "auto":
-        run = newest_run_of_spec(options.outdir, loaded.hash)
-        if run is None:
-            return _Start(None, None)
-        latest = run.latest_checkpoint()
-        return _Start(str(latest), str(run.path))
-    path = Path(options.resume)
-    state = load_checkpoint(path)
-    run = run_of_checkpoint(path)
-    if state["spec_hash"] == loaded.hash:
-        if run is not None and run.info().get("spec_hash") != loaded.hash:
-            run = None
-        return _Start(state["path"], str(run.path) if run else None)
-    saved = load_spec_text(state["spec_text"], state.get("spec_path", "<checkpoint>"))
-    if saved.spec.architecture != loaded.spec.architecture:
-        raise UserError(f"{state['path']}: the checkpoint's spec '{saved.spec.name}' has a "
-                        f"different architecture than {loaded.path}; resume with that spec")
-    # Same networks, changed training settings: continue the weights in a new run folder.
-    return _Start(state["path"], None)
-
-
-def _decide_start(options: TrainOptions, loaded: LoadedSpec, env: distr.DistEnv) -> _Start:
-    """Rank 0 decides; every rank gets the decision, or the same error."""
-    decision: _Start | str | None = None
-    if env.is_main:
+    def __enter__(self) -> StopSignals:
         try:
-            decision = _find_start(options, loaded)
-        except UserError as err:
-            if not env.enabled:
-                raise
-            decision = str(err)
-    decision = distr.broadcast_object(env, decision)
-    if isinstance(decision, str):
-        raise UserError(decision)
-    assert decision is not None
-    return decision
+            self._previous = {s: signal.signal(s, self._handle) for s in self.HANDLED}
+        except ValueError:  # not the main thread
+            self._previous = {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 def train(options: TrainOptions, *, on_iteration: IterationHook | None = None) -> TrainResult:
@@ -220,424 +136,256 @@ def train(options: TrainOptions, *, on_iteration: IterationHook | None = None) -
 
 def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHook | None) -> TrainResult:
     wall_start = time.perf_counter()
-    loaded = _resolve_spec(options.spec)
-    start = _decide_start(options, loaded, env)
-    ckpt = load_checkpoint(start.checkpoint) if start.checkpoint else None
-    extra = ckpt.get("extra", {}) if ckpt else {}
+    loaded = options.spec if isinstance(options.spec, LoadedSpec) else load_spec(options.spec)
+    start = decide_start(options.resume, options.outdir, loaded, env)
+    extra = dict(start.checkpoint.extra) if start.checkpoint else {}
     kimg = options.kimg if options.kimg is not None else extra.get("kimg")
-    seed = int(extra.get("seed", 0)) if ckpt else (options.seed or 0)
-    if ckpt and options.seed is not None and options.seed != seed and env.is_main:
-        print(f"note: --seed {options.seed} ignored, the resumed run keeps its seed {seed}")
+    seed = int(extra.get("seed", 0)) if start.checkpoint else (options.seed or 0)
     program = compile_spec(loaded)
     schedule = build_schedule(program.spec, kimg)
-    _check_batches(program, schedule, env.world_size)
-    data = _dataset_path(options, program, extra.get("data") if start.run else None)
+    check_batches(program, env.world_size)
+    data = dataset_path(options.data, program, extra.get("data") if start.run else None)
     dataset = ImageDataset(data)
-    _check_dataset(dataset, program, schedule)
+    check_dataset(dataset, program, schedule)
     loader = ImageLoader(dataset, seed=seed, mirror=program.spec.training.dataset.mirror,
                          rank=env.rank, world_size=env.world_size, device=env.device,
                          workers=options.workers)
-    trainer = Trainer(program, schedule, env, loader, seed)
-    if ckpt is not None:
-        trainer.restore(ckpt)
-    else:
-        trainer.enter_phase(schedule.phase_at(0))
-    run = _open_run(options, env, program, start, trainer, seed, data, kimg)
-    session = _Session(options, env, program, schedule, trainer, run, dataset, seed, kimg, data,
-                       continuing=start.run is not None,
-                       elapsed_before=float(extra.get("elapsed_s", 0.0)),
-                       tick_window=extra.get("tick_window") if start.run is not None else None)
+    trainer = Trainer(program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix)
+    _restore(trainer, loader, start, schedule)
+    info = run_info(program, seed=seed, data=data, kimg=kimg, env=env, command=options.command,
+                    started_from=str(start.checkpoint.path) if start.checkpoint else None)
+    recorder = RunRecorder.open(outdir=options.outdir, env=env, program=program, start=start,
+                                info=info)
+    continuing = start.run is not None
+    run = _Run(options, env, trainer, schedule, loader, dataset, recorder,
+               Monitor(trainer, extra.get("tick_window") if continuing else None,
+                       float(extra.get("elapsed_s", 0.0)) if continuing else 0.0),
+               seed=seed, kimg=kimg, data=data, start=start)
     try:
-        with loader:
-            return session.run(on_iteration, wall_start)
+        with loader, StopSignals() as stop:
+            return run.go(stop, on_iteration, wall_start)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"disk full while writing {err.filename or 'a run file'}; nothing "
+                            f"older was touched; free some space and resume with: "
+                            f"{run.resume_command()}") from None
+        raise
     finally:
-        session.close()
+        run.close()
 
 
-def _open_run(options: TrainOptions, env: distr.DistEnv, program: Program, start: _Start,
-              trainer: Trainer, seed: int, data: Path, kimg: float | None) -> RunDir:
-    """Rank 0 readies the run folder (continued, or a new numbered one); every rank learns it."""
-    path: str | None = None
-    if env.is_main:
-        if start.run is not None:
-            run = RunDir(Path(start.run))
-            run.remove_stale_temporaries()
-            assert start.checkpoint is not None  # a killed run's records past the resume point go
-            run.log.truncate_at_checkpoint(Path(start.checkpoint), trainer.images_shown)
-        else:
-            loaded = program.loaded
-            files = {
-                "spec.yaml": loaded.doc.text,
-                "spec.resolved.yaml": resolved_spec_yaml(program),
-                "graph.txt": dump(program.graphs),
-            }
-            info = {
-                "spec": program.spec.name,
-                "spec_hash": loaded.hash,
-                "spec_path": str(loaded.path),
-                "seed": seed,
-                "data": str(data),
-                "kimg": kimg,
-                "world_size": env.world_size,
-                "device": env.device.type,
-                "torch": torch.__version__,
-                "command": options.command,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "started_from": start.checkpoint,
-            }
-            run = create_run(options.outdir, program.spec.name, files, info)
-        path = str(run.path)
-    path = distr.broadcast_object(env, path)
-    assert path is not None
-    return RunDir(Path(path))
+def resume_command(spec: str, data: str | Path | None, run: Path) -> str:
+    """The command that continues this run."""
+    return f"progan-train {spec}{f' --data {data}' if data is not None else ''} --resume {run}"
 
 
-class _Session:
-    """One invocation of a run: the loop plus its ticks, checkpoints, evaluations and feedback."""
+def _restore(trainer: Trainer, loader: ImageLoader, start: Start, schedule: Schedule) -> None:
+    ckpt = start.checkpoint
+    if ckpt is None:
+        trainer.enter_phase(schedule.phase_at(0))
+        return
+    trainer.restore(ckpt)
+    if ckpt.training is not None:
+        try:
+            loader.load_state_dict(ckpt.training.loader)
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{ckpt.path}: its data loader state does not fit dataset "
+                            f"{loader.dataset.path}: {err}") from None
 
-    def __init__(self, options: TrainOptions, env: distr.DistEnv, program: Program,
-                 schedule: Schedule, trainer: Trainer, run: RunDir, dataset: ImageDataset,
-                 seed: int, kimg: float | None, data: Path, *, continuing: bool,
-                 elapsed_before: float, tick_window: list[list[float]] | None) -> None:
-        self.options, self.env, self.program, self.schedule = options, env, program, schedule
-        self.trainer, self.run_dir, self.dataset = trainer, run, dataset
+
+class _Run:
+    """One invocation of a run: the owners, and the loop that calls them."""
+
+    def __init__(self, options: TrainOptions, env: distr.DistEnv, trainer: Trainer,
+                 schedule: Schedule, loader: ImageLoader, dataset: ImageDataset,
+                 recorder: RunRecorder, monitor: Monitor, *, seed: int, kimg: float | None,
+                 data: Path, start: Start) -> None:
+        self.options, self.env, self.trainer, self.schedule = options, env, trainer, schedule
+        self.loader, self.dataset, self.recorder, self.monitor = loader, dataset, recorder, monitor
         self.seed, self.kimg, self.data = seed, kimg, data
-        training = program.spec.training
-        self.tick_every = max(kimg_to_images(training.tick_kimg), 1)
-        self.snapshot_every = max(kimg_to_images(training.snapshot.every_kimg), 1)
-        every = training.evaluation.every_kimg
-        self.eval_every = max(kimg_to_images(every), 1) if every else None
-        grid = training.grid
-        self.grid_shape = (grid.rows, grid.cols)
-        latent = program.spec.architecture.latent_size
-        self.grid_z = torch.randn(grid.rows * grid.cols, latent,
-                                  generator=torch.Generator().manual_seed(derive_seed(seed, "grid")))
-        self.main = env.is_main
-        self.continuing = continuing  # in an existing run folder, from its checkpoint
-        self.log = run.log
-        records = self.log.records() if self.main else []
-        self.ticks = tick_records(records)
-        self.phase_marks = [{"kimg": r["start_kimg"], "resolution": r["resolution"],
-                             "phase": r["phase"]} for r in records if r.get("event") == "phase"]
-        self.elapsed_before = elapsed_before
-        self.tick_count = int(self._last(records, "tick", 0))
-        self.board: Board | None = None
-        self.progress: Progress | None = None
+        self.feedback = Feedback(recorder.run, trainer, schedule, main=env.is_main,
+                                 progress=options.progress, continuing=recorder.continuing,
+                                 history=recorder.records, quiet=options.quiet)
+        self.evaluator = Evaluator(trainer, dataset)
         self.metrics: dict[str, float] = {}
-        self.train_seconds: dict[int, float] = {}
-        self.train_images: dict[int, int] = {}
-        self.window: list[np.ndarray] = []  # synced stats rows since the last tick
-        if tick_window:
-            self.window.append(np.asarray(tick_window, dtype=np.float64))
-        self.last_checkpoint: Path | None = None
+        for note in (*start.notes, *recorder.notes):
+            self.feedback.say(f"note: {note}")
 
-    @staticmethod
-    def _last(records: list[dict[str, Any]], key: str, default: Any) -> Any:
-        for record in reversed(records):
-            if key in record:
-                return record[key]
-        return default
-
-    # -- life cycle ------------------------------------------------------------------------------
-
-    def run(self, on_iteration: IterationHook | None, wall_start: float) -> TrainResult:
+    def go(self, stop: StopSignals, on_iteration: IterationHook | None, wall_start: float) -> TrainResult:
         t = self.trainer
-        if self.main:
-            self.board = Board(self.run_dir.tensorboard,
-                               purge_step=t.images_shown + 1 if self.continuing else None)
-            self.progress = Progress(self.schedule.total, t.images_shown,
-                                     enabled=self.options.progress)
         self._announce()
-        if t.images_shown >= self.schedule.total:
-            self._say(f"run {self.run_dir.name} is already complete at "
-                      f"{t.images_shown / 1000:g} kimg (pass a larger --kimg to train on)")
+        if self.schedule.done(t.images_shown):
+            self.feedback.say(f"run {self.recorder.run.name} is already complete at "
+                              f"{t.images_shown / 1000:g} kimg (pass a larger --kimg to train on)")
             return self._result(wall_start, already_done=True)
-        if not self.continuing:
-            self._event("start", world_size=self.env.world_size, device=self.env.device.type)
-            self._save_reals()
-            self._phase_event()
-            self._tick(force=True)
-            self._checkpoint()
-        else:
+        if self.recorder.continuing:
             self._event("resume", world_size=self.env.world_size, device=self.env.device.type)
-        segment_start = time.perf_counter()
-        segment_images = t.images_shown
-        iterations = 0
+        else:
+            self._begin()
         while not self.schedule.done(t.images_shown):
-            before = t.images_shown
-            phase = self.schedule.phase_at(before)
+            phase = self.schedule.phase_at(t.images_shown)
             if phase != t.phase:
                 t.enter_phase(phase)
                 self._phase_event()
-                segment_start = time.perf_counter()  # building modules is not training time
+                self.monitor.start_segment()  # building modules is not training time
+            before = t.images_shown
             t.iteration()
-            iterations += 1
-            after = t.images_shown
-            done = self.schedule.done(after)
-            tick = crossed(before, after, self.tick_every) or done
-            snap = crossed(before, after, self.snapshot_every) or done
-            evaluate = (self.eval_every is not None and crossed(before, after, self.eval_every)) or done
-            phase_ends = self.schedule.phase_at(after) != t.phase
-            if tick or snap or evaluate or phase_ends or iterations % SYNC_EVERY == 0:
-                if self.env.device.type == "cuda":
-                    torch.cuda.synchronize(self.env.device)
-                now = time.perf_counter()
-                self._account(t.phase, now - segment_start, after - segment_images)
-                self._sync()
-                if tick:
-                    self._tick()
-                if evaluate:
-                    self._evaluate()
-                if snap:
-                    self._checkpoint()
-                segment_start, segment_images = time.perf_counter(), after
+            self._after(before, stop)
             if on_iteration is not None:
                 on_iteration(t)
         return self._finish(wall_start)
 
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
-        if self.board is not None:
-            self.board.close()
+    def _after(self, before: int, stop: StopSignals) -> None:
+        """The owners whose interval the iteration crossed, after one host sync."""
+        t, after = self.trainer, self.trainer.images_shown
+        done = self.schedule.done(after)
+        tick = self.feedback.interval.due(before, after) or done
+        snap = self.recorder.interval.due(before, after) or done
+        evaluate = self.evaluator.interval.due(before, after) or done
+        phase_ends = self.schedule.phase_at(after) != t.phase
+        routine = self.monitor.after_iteration()
+        stopping = self._stop_requested(stop, routine)
+        if not (tick or snap or evaluate or phase_ends or routine or stopping):
+            return
+        try:
+            self.monitor.sync()
+        except NonFinite as bad:
+            self._diverged(bad.names)
+        self.feedback.update_progress(self.monitor)
+        if tick:
+            self._tick()
+        if evaluate:
+            self._evaluate()
+        if snap or stopping:
+            self._checkpoint()
+        if stopping:
+            self._interrupted(stop.received or signal.SIGINT)
+        self.monitor.start_segment()
+
+    def _stop_requested(self, stop: StopSignals, routine: bool) -> bool:
+        if not self.env.enabled:
+            return stop.received is not None
+        if not routine:  # ranks agree at routine syncs only (one small collective)
+            return False
+        flag = torch.tensor([1.0 if stop.received is not None else 0.0], device=self.env.device)
+        return bool(distr.average_tensor(self.env, flag).item() > 0)
 
     # -- pieces ----------------------------------------------------------------------------------
 
-    def _say(self, line: str) -> None:
-        if not self.main:
-            return
-        if self.progress is not None:
-            self.progress.write(line)
-        else:
-            print(line, flush=True)
-
-    def _event(self, event: str, **fields: Any) -> None:
-        if self.main:
-            t = self.trainer
-            self.log.append({"event": event, "images_shown": t.images_shown,
-                             "kimg": t.images_shown / 1000, **fields})
+    def _event(self, name: str, **fields: Any) -> None:
+        self.recorder.event(name, self.trainer.images_shown, **fields)
 
     def _announce(self) -> None:
-        t, spec = self.trainer, self.program.spec
-        final = self.program.final_stage
-        how = (f"resuming at {t.images_shown / 1000:g} kimg" if self.continuing
-               else "new run")
-        self._say(f"progan-train: {how} in {self.run_dir.path}")
-        self._say(f"  spec {spec.name} ({self.program.loaded.hash[:12]}), loss "
-                  f"{spec.training.loss.kind}, G {self.program.params('G', final):,} / D "
-                  f"{self.program.params('D', final):,} parameters at {final}")
+        t, program = self.trainer, self.trainer.program
+        spec, final = program.spec, program.final_stage
+        how = f"resuming at {t.images_shown / 1000:g} kimg" if self.recorder.continuing else "new run"
+        self.feedback.say(f"progan-train: {how} in {self.recorder.run.path}")
+        self.feedback.say(f"  spec {spec.name} ({program.loaded.hash[:12]}), loss "
+                          f"{spec.training.loss.kind}, G {program.params('G', final):,} / D "
+                          f"{program.params('D', final):,} parameters at {final}")
         precision = "bf16 autocast" if t.bf16 else "fp32"
-        self._say(f"  device {self.env.device} x {self.env.world_size} process(es), {precision}, "
-                  f"seed {self.seed}, data {self.data}, {self.schedule.total / 1000:g} kimg")
+        self.feedback.say(f"  device {self.env.device} x {self.env.world_size} process(es), "
+                          f"{precision}, {torch.get_num_threads()} thread(s), seed {self.seed}, "
+                          f"data {self.data} ({self.dataset.verified}), "
+                          f"{self.schedule.total / 1000:g} kimg")
+
+    def _begin(self) -> None:
+        """A new run: its start record, the grid of reals, the first phase, tick and checkpoint."""
+        self._event("start", world_size=self.env.world_size, device=self.env.device.type,
+                    data_verified=self.dataset.verified)
+        self.feedback.reals(self.dataset)
+        self._phase_event()
+        self.feedback.tick({}, self.monitor)
+        self._checkpoint()
 
     def _phase_event(self) -> None:
-        t = self.trainer
-        assert t.phase is not None
-        p = t.phase
-        self._event("phase", start_kimg=p.start / 1000, index=p.index, resolution=p.resolution, phase=p.stage.phase,
-                    minibatch=p.minibatch, learning_rate=p.learning_rate)
-        if self.main:
-            self.phase_marks.append({"kimg": p.start / 1000, "resolution": p.resolution,
-                                     "phase": p.stage.phase})
-        self._say(f"phase {p.index}: {p.resolution}x{p.resolution} {p.stage.phase}, kimg "
-                  f"{p.start / 1000:g}-{p.end / 1000:g}, minibatch {p.minibatch}, "
-                  f"lr {p.learning_rate:g}")
+        p = self.trainer.phase
+        assert p is not None
+        self._event("phase", start_kimg=p.start / 1000, index=p.index, resolution=p.resolution,
+                    phase=p.stage.phase, minibatch=p.minibatch, learning_rate=p.learning_rate)
+        self.feedback.phase(p)
 
-    def _account(self, phase: Phase | None, seconds: float, images: int) -> None:
-        if phase is None or images <= 0:
-            return
-        res = phase.resolution
-        self.train_seconds[res] = self.train_seconds.get(res, 0.0) + seconds
-        self.train_images[res] = self.train_images.get(res, 0) + images
-
-    def _sync(self) -> None:
-        """Pull loss stats to the host; a non-finite one stops the run (after rolling back)."""
-        t = self.trainer
-        synced = t.sync_stats()
-        if synced is None:
-            return
-        rows, _ = synced
-        if not np.isfinite(rows).all():
-            self._diverged(rows)
-        self.window.append(rows)
-        if self.progress is not None and t.phase is not None:
-            mean = rows.mean(axis=0)
-            res = t.phase.resolution
-            ips = self.train_images.get(res, 0) / max(self.train_seconds.get(res, 0.0), 1e-9)
-            self.progress.update(t.images_shown, resolution=res, phase=t.phase.stage.phase,
-                                 alpha=t.phase.alpha(t.images_shown), img_per_s=ips,
-                                 losses={"D": mean[0], "G": mean[1]})
-
-    def _diverged(self, rows: np.ndarray) -> None:
-        """Roll back to the newest checkpoint, log it, and stop (every rank gets here together:
-        the stats were averaged over ranks)."""
-        t = self.trainer
-        names = t.stat_names
-        bad = [names[j] for j in range(rows.shape[1]) if not np.isfinite(rows[:, j]).all()]
-        at_kimg = t.images_shown / 1000
-        where = f"{at_kimg:g} kimg in phase {t.phase.stage if t.phase else '?'}"
-        found = list_checkpoints(self.run_dir.checkpoints)
-        if not found:
-            raise TrainingDiverged(f"non-finite {', '.join(bad)} at {where}; there is no "
-                                   f"checkpoint to roll back to", None)
-        t.restore(load_checkpoint(found[-1]))
-        self.window = []
-        self._event("nonfinite", losses=bad, at_kimg=at_kimg, rolled_back_to=found[-1].name)
-        raise TrainingDiverged(
-            f"non-finite {', '.join(bad)} at {where}: the phase is stopped and the run rolled "
-            f"back to {found[-1].name} ({t.images_shown / 1000:g} kimg); the run folder is "
-            f"intact. To go on, change what diverged (e.g. a lower learning rate) and resume "
-            f"with --resume {found[-1]} and the edited spec",
-            found[-1],
-        )
-
-    def _tick(self, force: bool = False) -> None:
-        t = self.trainer
-        assert t.phase is not None
-        if self.window:
-            rows = np.concatenate(self.window)
-            mean = rows.mean(axis=0)
-            stats = {k: float(v) for k, v in zip(t.stat_names, mean, strict=True)}
-        elif not force:
-            return
-        else:
-            stats = {}
-        self.window = []
-        if not self.main:
-            return
-        self.tick_count += 1 if not force else 0
-        res = t.phase.resolution
-        ips = self.train_images.get(res, 0) / max(self.train_seconds.get(res, 0.0), 1e-9)
-        elapsed = self.elapsed_before + sum(self.train_seconds.values())
-        record: dict[str, Any] = {
-            "tick": self.tick_count,
-            "resolution": res,
-            "phase": t.phase.stage.phase,
-            "alpha": t.phase.alpha(t.images_shown),
-            "minibatch": t.phase.minibatch,
-            "learning_rate": t.phase.learning_rate,
-            "img_per_s": round(ips, 2),
-            "elapsed_s": round(elapsed, 3),
-            **stats,
-        }
-        if stats:
+    def _tick(self) -> None:
+        record = self.feedback.tick(self.monitor.take_means(), self.monitor)
+        if record is not None:
             self._event("tick", **record)
-            self.ticks.append({"kimg": t.images_shown / 1000, **record})
-        grid = image_grid(t.sample(self.grid_z), *self.grid_shape)
-        save_grid(self.run_dir.grids / f"fakes{t.images_shown:09d}.png", grid)
-        save_grid(self.run_dir.grids / "latest.png", grid)
-        if self.board is not None:
-            step = t.images_shown
-            scalars: dict[str, float] = {f"Loss/{k}": v for k, v in stats.items()}
-            scalars.update({"Progress/kimg": t.images_shown / 1000, "Progress/alpha": record["alpha"],
-                            "Progress/resolution": res, "Progress/minibatch": t.phase.minibatch,
-                            "Progress/learning_rate": t.phase.learning_rate,
-                            "Timing/img_per_s": ips})
-            self.board.scalars(scalars, step)
-            self.board.image("fakes", grid, step)
-            self.board.flush()
-        plot_losses(self.run_dir.plots / "losses.png", self.ticks, self.phase_marks)
-        if stats:
-            losses = "  ".join(f"{k} {v:+.4f}" for k, v in stats.items())
-            self._say(f"tick {self.tick_count:<4} kimg {t.images_shown / 1000:9.3f}  "
-                      f"{res}x{res} {t.phase.stage.phase:<6} alpha {record['alpha']:.3f}  "
-                      f"{ips:8.1f} img/s  {losses}  time {format_duration(elapsed)}")
-
-    def _save_reals(self) -> None:
-        if not self.main:
-            return
-        rows, cols = self.grid_shape
-        res = self.program.final_stage.resolution
-        level = self.dataset.images(res)
-        count = min(rows * cols, self.dataset.num_images)
-        index = np.sort(np.random.default_rng(derive_seed(self.seed, "reals")).choice(
-            self.dataset.num_images, count, replace=False))
-        images = torch.from_numpy(np.asarray(level[index]))
-        if count < rows * cols:
-            images = torch.cat([images, images.new_zeros((rows * cols - count, *images.shape[1:]))])
-        save_grid(self.run_dir.grids / "reals.png", image_grid(images, rows, cols))
-
-    def _checkpoint(self) -> None:
-        t = self.trainer
-        if self.main:
-            window = np.concatenate(self.window).tolist() if self.window else []
-            extra = {"kimg": self.kimg, "data": str(self.data), "run": self.run_dir.name,
-                     "elapsed_s": self.elapsed_before + sum(self.train_seconds.values()),
-                     "tick_window": window}  # stats of the unfinished tick: same log on resume
-            keep = self.program.spec.training.snapshot.keep
-            path = save_checkpoint(t.state(extra), self.run_dir.checkpoints, keep=keep)
-            self.last_checkpoint = path
-            self._event("checkpoint", path=str(path.relative_to(self.run_dir.path)))
-        distr.barrier(self.env)
 
     def _evaluate(self) -> None:
-        """Metrics of G EMA samples against real images at the current stage (rank 0)."""
-        t = self.trainer
-        evaluation = self.program.spec.training.evaluation
-        if self.main:
-            assert t.phase is not None
+        if self.env.is_main:
             try:
-                results = self._compute_metrics(evaluation.metrics, evaluation.num_images)
+                results = self.evaluator.run()
             except Exception as err:  # noqa: BLE001 - a failing metric must not lose the run
                 self._event("metrics_failed", error=f"{type(err).__name__}: {err}")
-                self._say(f"metrics failed at {t.images_shown / 1000:g} kimg: "
-                          f"{type(err).__name__}: {err}")
+                self.feedback.say(f"metrics failed at {self.trainer.images_shown / 1000:g} kimg: "
+                                  f"{type(err).__name__}: {err}")
             else:
                 self.metrics = results
-                self._event("metrics", resolution=t.phase.resolution, **results)
-                if self.board is not None:
-                    self.board.scalars({f"Metrics/{k}": v for k, v in results.items()},
-                                       t.images_shown)
-                shown = "  ".join(f"{k} {v:.4g}" for k, v in results.items())
-                self._say(f"metrics at {t.images_shown / 1000:g} kimg "
-                          f"({t.phase.resolution}x{t.phase.resolution}): {shown}")
+                self._event("metrics", resolution=self.trainer.phase.resolution if self.trainer.phase else None, **results)
+                self.feedback.metrics(results)
         distr.barrier(self.env)
 
-    def _compute_metrics(self, names: Sequence[str], num: int) -> dict[str, float]:
-        from progan_dsl.metrics import evaluate
-        from progan_dsl.metrics.images import subset_indices
+    def _checkpoint(self) -> None:
+        self.recorder.checkpoint(self.trainer, self.loader.state_dict(), self.monitor,
+                                 {"kimg": self.kimg, "data": str(self.data)})
 
+    def resume_command(self) -> str:
+        return resume_command(self.trainer.program.loaded.path, self.options.data,
+                              self.recorder.run.path)
+
+    def _interrupted(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        self._event("interrupted", signal=name)
+        raise TrainingInterrupted(
+            f"{name}: stopped at {self.trainer.images_shown / 1000:g} kimg after writing "
+            f"{self.recorder.last_checkpoint}; resume with: {self.resume_command()}", signum)
+
+    def _diverged(self, bad: list[str]) -> None:
+        """Roll back to the newest checkpoint, log it, and stop."""
         t = self.trainer
-        assert t.phase is not None
-        res, alpha = t.phase.resolution, t.phase.alpha(t.images_shown)
-        index = subset_indices(self.dataset.num_images, num)
-        real = torch.from_numpy(np.asarray(self.dataset.images(res)[index])).float()
-        if alpha < 1.0:  # the reals D sees now: faded like the loader fades them
-            low = torch.from_numpy(np.asarray(self.dataset.images(res // 2)[index])).float()
-            real = torch.lerp(torch.nn.functional.interpolate(low, scale_factor=2.0), real, alpha)
-        real_u8 = real.round().clamp(0, 255).to(torch.uint8)
-        z = torch.randn(len(index), self.program.spec.architecture.latent_size,
-                        generator=torch.Generator().manual_seed(derive_seed(self.seed, "metrics")))
-        fake_u8 = t.sample(z, batch=256)
-        return evaluate(names, real_u8, fake_u8, device=self.env.device, seed=self.seed)
+        at_kimg = t.images_shown / 1000
+        where = f"{at_kimg:g} kimg in phase {t.phase.stage if t.phase else '?'}"
+        back = self.recorder.rollback(t, self.loader.load_state_dict)
+        if back is None:
+            raise TrainingDiverged(f"non-finite {', '.join(bad)} at {where}; there is no "
+                                   f"checkpoint to roll back to", None)
+        self.monitor.clear()
+        self._event("nonfinite", losses=bad, at_kimg=at_kimg, rolled_back_to=back.name)
+        raise TrainingDiverged(
+            f"non-finite {', '.join(bad)} at {where}: the phase is stopped and the run rolled "
+            f"back to {back.name} ({t.images_shown / 1000:g} kimg); the run folder is intact. "
+            f"To go on, change what diverged (e.g. a lower learning rate) and resume with "
+            f"--resume {back} and the edited spec", back)
 
     def _finish(self, wall_start: float) -> TrainResult:
-        t = self.trainer
         result = self._result(wall_start)
-        if self.main:
-            self._event("done", elapsed_s=self.elapsed_before + sum(self.train_seconds.values()),
-                        img_per_s={str(k): v for k, v in result.img_per_s.items()}, **self.metrics)
-            speeds = ", ".join(f"{r}x{r} {v:.1f}" for r, v in sorted(result.img_per_s.items()))
-            self._say(f"done: {t.images_shown / 1000:g} kimg in {format_duration(result.seconds)} "
-                      f"(img/s: {speeds}); run folder {self.run_dir.path}")
-            if self.metrics:
-                shown = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
-                self._say(f"final metrics: {shown}")
-            self._say(f"last grid: {self.run_dir.grids / 'latest.png'}")
+        self._event("done", elapsed_s=self.monitor.elapsed,
+                    img_per_s={str(k): v for k, v in result.img_per_s.items()}, **self.metrics)
+        self.feedback.close()  # the bar goes before the summary
+        speeds = ", ".join(f"{r}x{r} {v:.1f}" for r, v in sorted(result.img_per_s.items()))
+        self.feedback.say(f"done: {self.trainer.images_shown / 1000:g} kimg in "
+                          f"{format_duration(result.seconds)} (img/s: {speeds}); run folder "
+                          f"{self.recorder.run.path}")
+        if self.metrics:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
+            self.feedback.say(f"final metrics: {shown}")
+        self.feedback.say(f"last grid: {self.recorder.run.grids / 'latest.png'}")
         return result
 
     def _result(self, wall_start: float, *, already_done: bool = False) -> TrainResult:
-        speeds = {res: self.train_images[res] / max(self.train_seconds[res], 1e-9)
-                  for res in self.train_images}
         return TrainResult(
-            run_dir=self.run_dir.path,
+            run_dir=self.recorder.run.path,
             images_shown=self.trainer.images_shown,
             seconds=time.perf_counter() - wall_start,
-            img_per_s=speeds,
+            img_per_s=self.monitor.speeds(),
             metrics=self.metrics,
-            checkpoint=self.last_checkpoint or self.run_dir.latest_checkpoint(),
+            checkpoint=self.recorder.last_checkpoint or self.recorder.run.latest_checkpoint(),
             already_done=already_done,
         )
 
+    def close(self) -> None:
+        self.feedback.close()
+        self.recorder.close()
 
-__all__ = ["EXIT_DIVERGED", "TrainOptions", "TrainResult", "Trainer", "TrainingDiverged", "train"]
+
+__all__ = ["EXIT_DIVERGED", "TrainOptions", "TrainResult", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted", "train"]

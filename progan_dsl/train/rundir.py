@@ -6,33 +6,44 @@ A run folder `OUTDIR/NNNNN-<spec name>/` holds
     spec.resolved.yaml   the validated spec with every default filled in
     graph.txt            the IR dump of every stage (G and D)
     log.jsonl            one JSON record per line: start, phase, tick, checkpoint, metrics, ...
-    checkpoints/         checkpoint-<images shown>.pt (see `checkpoint.py`), newest few kept
+    checkpoints/         checkpoint-<images shown>.pt (see `progan_dsl.checkpoint`), newest few kept
+    abandoned/           checkpoints and log records past an older checkpoint a run was resumed
+                         from (moved, never deleted: the run's future is the resumed one)
+    log.txt              the lines the run printed, with timestamps
     grids/               reals.png, fakes<images shown>.png per tick, latest.png
     plots/losses.png     loss and score curves, redrawn every tick
     tensorboard/         TensorBoard scalars and image grids
 
 Every file is written so that a kill at any instant leaves it whole: whole files go through a
 temporary file, fsync and rename; the log is appended one line per `write` system call on an
-O_APPEND descriptor, so a line is either all there or not there.
+O_APPEND descriptor, so a line is either all there or not there. A training process holds an OS
+lock on `RUN/.lock` (flock) while it runs, so a second trainer on the same folder stops with a
+clear message instead of doubling the log.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from progan_dsl.checkpoint import PATTERN as CHECKPOINT_PATTERN
+from progan_dsl.checkpoint import list_checkpoints
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_text_atomic
-from progan_dsl.train.checkpoint import list_checkpoints
 
 RUN_PATTERN = re.compile(r"^(\d{5})-(.+)$")
 RUN_INFO = "run.json"
 LOG_NAME = "log.jsonl"
+TEXT_LOG = "log.txt"
+LOCK_NAME = ".lock"
 TEMP_PATTERN = re.compile(r"^\..+\.tmp-\d+(\.[A-Za-z0-9]+)?$")  # fsutil and checkpoint temporaries
 
 
@@ -82,6 +93,32 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         found = list_checkpoints(self.checkpoints)
         return found[-1] if found else None
+
+    @property
+    def abandoned(self) -> Path:
+        return self.path / "abandoned"
+
+    def lock(self) -> RunLock:
+        """Hold the run folder for this process (raises `UserError` if another one holds it)."""
+        return RunLock(self.path / LOCK_NAME)
+
+    def abandon_after(self, images_shown: int, dropped_log: list[dict[str, Any]]) -> Path | None:
+        """Move checkpoints newer than `images_shown` (and the log records past it) into
+        `abandoned/<time>/`: resuming an older checkpoint makes them another future."""
+        later = [p for p in list_checkpoints(self.checkpoints)
+                 if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > images_shown]  # type: ignore[union-attr]
+        if not later and not dropped_log:
+            return None
+        target = self.abandoned / time.strftime("%Y%m%d-%H%M%S")
+        while target.exists():
+            target = target.with_name(target.name + "x")
+        target.mkdir(parents=True)
+        if dropped_log:
+            text = "".join(json.dumps(r) + "\n" for r in dropped_log)
+            write_text_atomic(target / LOG_NAME, text)
+        for path in later:
+            shutil.move(str(path), str(target / path.name))
+        return target
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete temporary files a killed process left behind (never a finished file)."""
@@ -143,6 +180,40 @@ def create_run(outdir: str | Path, spec_name: str, files: dict[str, str], info: 
     return run
 
 
+class RunLock:
+    """An exclusive flock on a run folder's lock file, held while a trainer works in it; the OS
+    drops it when the process ends, however it ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{self.path.parent}: the run folder is in use by another "
+                            f"progan-train ({holder}); wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class RunLog:
     """The run's JSONL log: append-only records, readable after any kill."""
 
@@ -150,7 +221,9 @@ class RunLog:
         self.path = path
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=False, allow_nan=True) + "\n").encode("utf-8")
+        """Append one record, stamped with the local time (ISO 8601, seconds)."""
+        stamped = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
+        line = (json.dumps(stamped, sort_keys=False, allow_nan=True) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)  # one system call: the line lands whole or not at all
@@ -173,20 +246,26 @@ class RunLog:
                 out.append(record)
         return out
 
-    def truncate_at_checkpoint(self, checkpoint: Path, images_shown: int) -> list[dict[str, Any]]:
-        """Cut the log back to a resume point: everything up to the record of writing
-        `checkpoint` (or, without one, the records up to `images_shown`); return what is kept."""
+    def truncate_at_checkpoint(self, checkpoint_name: str, images_shown: int
+                               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Cut the log back to a resume point: everything up to the record of writing the
+        checkpoint (or, without one, the records up to `images_shown`); return (kept, dropped)."""
         records = self.records()
         cut = None
         for i, record in enumerate(records):
-            if record.get("event") == "checkpoint" and Path(str(record.get("path"))).name == checkpoint.name:
+            if record.get("event") == "checkpoint" and Path(str(record.get("path"))).name == checkpoint_name:
                 cut = i + 1
-        if cut is not None:
-            kept = records[:cut]
-        else:
-            kept = [r for r in records if int(r.get("images_shown", 0)) <= images_shown]
-        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        return kept
+        if cut is None:
+            cut = next((i for i, r in enumerate(records) if _images(r) > images_shown), len(records))
+        kept, dropped = records[:cut], records[cut:]
+        if dropped:
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        return kept, dropped
+
+
+def _images(record: dict[str, Any]) -> int:
+    value = record.get("images_shown", 0)
+    return value if isinstance(value, int) else 0
 
 
 def tick_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,23 +5,24 @@ Owns what one iteration computes (paper Appendix A, official train.py): `d_repea
 each on a fresh global minibatch of reals (faded like the generator during a fade-in) and fakes,
 then one G step and the G EMA update; growing the networks when a phase starts (weights and the
 EMA copy carried over by their stable names, optimizer state reset or kept as the spec says);
-and the complete state a checkpoint holds.
+and the state a checkpoint holds. Real images come from a *batch source*, any callable
+`(resolution, global_batch, alpha) -> this rank's share`: the `ImageLoader` in a run, synthetic
+images in benchmarks, so both time the same iteration.
 
 Determinism (a resumed run is bitwise the uninterrupted one on CPU):
 - all training randomness (latents, WGAN-GP mixing weights) comes from one CPU `torch.Generator`
   whose state is checkpointed; each rank draws the global batch and keeps its slice, so the numbers
   do not depend on the number of processes;
 - a stage's fresh modules are initialised from a seed derived from (seed, phase, network), not
-  from the global RNG;
-- the real images come from the resumable `ImageLoader`.
+  from the global RNG.
 
 Minibatch-stddev groups are contiguous runs of `group_size` samples of the global batch (the D
 input is laid out so that the layer's `n % (N / G)` grouping picks them), and each rank holds
 whole groups: groups never span ranks, and a multi-process run computes what the one-process run
 with the same global batch computes.
 
-CUDA: bf16 autocast when the spec asks for it, channels_last modules and inputs, fused Adam.
-CPU: fp32.
+CUDA: bf16 autocast when the spec asks for it, channels_last modules and inputs, fused Adam,
+gradfix convs (unless `gradfix=False`). CPU: fp32, stock convs.
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from progan_dsl.checkpoint import Checkpoint, TrainingState
 from progan_dsl.compiler import Program
-from progan_dsl.data.loader import ImageLoader
 from progan_dsl.errors import UserError
-from progan_dsl.ir import Stage
-from progan_dsl.spec.models import WganGpLoss
+from progan_dsl.images import to_uint8
+from progan_dsl.nn.layers import use_gradfix
 from progan_dsl.train import distributed as distr
-from progan_dsl.train.feedback import to_uint8
-from progan_dsl.train.losses import d_loss, g_loss
+from progan_dsl.train.losses import Batch, d_loss, g_loss, stat_names
 from progan_dsl.train.schedule import Phase, Schedule
+
+BatchSource = Callable[[int, int, float], Tensor]  # (resolution, global batch, alpha) -> reals
 
 
 def derive_seed(seed: int, *words: str | int) -> int:
@@ -66,57 +68,51 @@ def group_layout(x: Tensor, group_size: int) -> Tensor:
     return x.reshape(n // g, g, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
 
 
-def mbstd_group_size(program: Program) -> int | None:
-    """Group size of D's minibatch-stddev layer (None if D has none)."""
-    for layer in program.spec.architecture.discriminator.last_block:
-        if getattr(layer, "kind", None) == "minibatch_stddev":
-            return int(layer.group_size)  # type: ignore[attr-defined]
-    return None
+def rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    """Every RNG a run touches: the training generator, torch, numpy, Python (and CUDA)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state: dict[str, Any] = {
+        "train": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _numpy_rng_state() -> dict[str, Any]:
-    state: Any = np.random.get_state(legacy=True)  # ('MT19937', keys, pos, has_gauss, cached)
-    name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _set_numpy_rng_state(state: dict[str, Any]) -> None:
-    keys = state["keys"].numpy().astype(np.uint32)
-    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
-
-
-def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-# ---- the trainer -------------------------------------------------------------------------------
+def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+    gen.set_state(state["train"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 class Trainer:
     """The networks, optimizers and position of one run, and the steps that advance it."""
 
-    def __init__(
-        self,
-        program: Program,
-        schedule: Schedule,
-        env: distr.DistEnv,
-        loader: ImageLoader,
-        seed: int,
-    ) -> None:
+    def __init__(self, program: Program, schedule: Schedule, env: distr.DistEnv,
+                 reals: BatchSource, seed: int, *, gradfix: bool | None = None) -> None:
         self.program = program
-        self.spec = program.spec
         self.training = program.spec.training
         self.schedule = schedule
         self.env = env
         self.device = env.device
-        self.loader = loader
+        self.reals = reals
         self.seed = seed
+        self.gradfix = gradfix  # None: the layer runtime's device default (on for CUDA)
         self.cuda = self.device.type == "cuda"
         self.bf16 = self.cuda and self.training.precision == "bf16"
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # shapes are fixed within a phase
-        self.group = mbstd_group_size(program) or 1
+        self.group = program.spec.architecture.mbstd_group_size or 1
+        self.final_resolution = program.final_stage.resolution
         self.images_shown = 0
         self.phase: Phase | None = None
         self.G: nn.Module | None = None
@@ -126,7 +122,13 @@ class Trainer:
         self.opt_D: torch.optim.Optimizer | None = None
         self.gen = torch.Generator().manual_seed(derive_seed(seed, "train"))
         self.pending: list[Tensor] = []  # per-iteration loss stats not yet synced to the host
-        self.stat_names = self._stat_names()
+        self.stat_names = stat_names(self.training.loss)
+
+    @property
+    def alpha(self) -> float:
+        """Fade-in weight at the current position (the schedule's, a pure function of it)."""
+        assert self.phase is not None
+        return self.phase.alpha(self.images_shown)
 
     # -- modules ---------------------------------------------------------------------------------
 
@@ -134,7 +136,7 @@ class Trainer:
         """A new module of the phase's stage, initialised from a seed of (run seed, phase, net)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "init", net, phase.index))
-            return self.program.build(net, phase.stage)
+            return use_gradfix(self.program.build(net, phase.stage), self.gradfix)
 
     def _place(self, module: nn.Module) -> nn.Module:
         if self.cuda:
@@ -159,21 +161,11 @@ class Trainer:
             if state:
                 new_opt.state[param] = {k: v.clone() for k, v in state.items()}
 
-    def enter_phase(self, phase: Phase) -> None:
-        """Build the phase's modules, carrying weights (and the EMA copy) over from the last phase."""
-        G, D = self._fresh("G", phase), self._fresh("D", phase)
-        if self.G is None or self.D is None or self.G_ema is None:
-            G_ema = copy.deepcopy(G)
-        else:
-            G.load_state_dict(self.G.state_dict(), strict=False)  # new block: missing keys
-            D.load_state_dict(self.D.state_dict(), strict=False)
-            G_ema = copy.deepcopy(G)  # the new block's EMA starts at its initial weights
-            G_ema.load_state_dict(self.G_ema.state_dict(), strict=False)
+    def _install(self, phase: Phase, G: nn.Module, D: nn.Module, G_ema: nn.Module) -> None:
         G, D, G_ema = self._place(G), self._place(D), self._place(G_ema)
         G_ema.requires_grad_(False).eval()
-        distr.broadcast_module(self.env, G)
-        distr.broadcast_module(self.env, D)
-        distr.broadcast_module(self.env, G_ema)
+        for module in (G, D, G_ema):
+            distr.broadcast_module(self.env, module)
         opt_G = self._optimizer(G, phase.learning_rate)
         opt_D = self._optimizer(D, phase.learning_rate)
         if not self.training.optimizer.reset_per_phase and self.opt_G is not None:
@@ -183,73 +175,64 @@ class Trainer:
         self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
         self.phase = phase
 
+    def enter_phase(self, phase: Phase) -> None:
+        """Build the phase's modules, carrying weights (and the EMA copy) over from the last phase."""
+        G, D = self._fresh("G", phase), self._fresh("D", phase)
+        G_ema = copy.deepcopy(G)  # a new block's EMA starts at its initial weights
+        if self.G is not None and self.D is not None and self.G_ema is not None:
+            G.load_state_dict(self.G.state_dict(), strict=False)  # new block: missing keys
+            D.load_state_dict(self.D.state_dict(), strict=False)
+            G_ema.load_state_dict(self.G_ema.state_dict(), strict=False)
+        self._install(phase, G, D, G_ema)
+
     # -- state -----------------------------------------------------------------------------------
 
-    def state(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """The complete checkpoint dict (see `checkpoint.py` for the layout)."""
+    def checkpoint(self, loader_state: dict[str, Any], extra: dict[str, Any]) -> Checkpoint:
+        """The complete state at this point as a `Checkpoint` (not yet written)."""
         assert self.phase is not None and self.G is not None and self.D is not None
         assert self.G_ema is not None and self.opt_G is not None and self.opt_D is not None
-        rng: dict[str, Any] = {
-            "train": self.gen.get_state(),
-            "torch": torch.get_rng_state(),
-            "numpy": _numpy_rng_state(),
-            "python": random.getstate(),
-        }
-        if self.cuda:
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "spec_text": self.program.loaded.doc.text,
-            "spec_hash": self.program.loaded.hash,
-            "spec_path": str(self.program.loaded.path),
-            "stage": {"resolution": self.phase.resolution, "phase": self.phase.stage.phase},
-            "images_shown": self.images_shown,
-            "G": _cpu_state(self.G),
-            "D": _cpu_state(self.D),
-            "G_ema": _cpu_state(self.G_ema),
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "scaler": None,  # bf16 autocast needs no loss scaling
-            "rng": rng,
-            "loader": self.loader.state_dict(),
-            "extra": {"seed": self.seed, "phase_index": self.phase.index,
-                      "world_size": self.env.world_size, **extra},
-        }
+        training = TrainingState(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
+                                 rng=rng_state(self.gen, self.device), loader=loader_state)
+        return Checkpoint.from_weights(
+            self.program.loaded, self.phase.stage, G=self.G.state_dict(), D=self.D.state_dict(),
+            G_ema=self.G_ema.state_dict(), images_shown=self.images_shown, training=training,
+            extra={"seed": self.seed, "phase_index": self.phase.index,
+                   "world_size": self.env.world_size, **extra})
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Put the trainer exactly where a checkpoint left it."""
-        stage = Stage(int(state["stage"]["resolution"]), state["stage"]["phase"])
-        phase = self.schedule.phase_of(stage)
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Put the trainer where a checkpoint left it: exactly, when it holds the training state;
+        otherwise (weights only, e.g. an imported network) at the start of its stage's phase with
+        fresh optimizers."""
+        phase = self.schedule.phase_of(ckpt.stage)
         self.G = self.D = self.G_ema = None
         self.opt_G = self.opt_D = None
         G, D, G_ema = (self._fresh(net, phase) for net in ("G", "D", "G"))
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        G, D, G_ema = self._place(G), self._place(D), self._place(G_ema)
-        G_ema.requires_grad_(False).eval()
-        opt_G, opt_D = self._optimizer(G, phase.learning_rate), self._optimizer(D, phase.learning_rate)
+        G.load_state_dict(ckpt.G)
+        G_ema.load_state_dict(ckpt.G_ema)
+        if ckpt.D is not None:
+            D.load_state_dict(ckpt.D)
+        self._install(phase, G, D, G_ema)
+        self.pending.clear()
+        if ckpt.training is None or ckpt.D is None:
+            self.images_shown = phase.start
+            return
+        self.images_shown = ckpt.images_shown
         spec_opt = self.training.optimizer
-        for opt, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
-            opt.load_state_dict(state[key])
+        for opt, state in ((self.opt_G, ckpt.training.opt_G), (self.opt_D, ckpt.training.opt_D)):
+            assert opt is not None
+            try:
+                opt.load_state_dict(state)
+            except (ValueError, KeyError, TypeError, RuntimeError) as err:
+                raise UserError(f"{ckpt.path}: its optimizer state does not fit the networks "
+                                f"({type(err).__name__}: {err})") from None
             for group in opt.param_groups:  # hyperparameters from this spec, kernels for here
                 group.update(lr=phase.learning_rate, betas=(spec_opt.beta1, spec_opt.beta2),
                              eps=spec_opt.eps, fused=True if self.cuda else None, foreach=None)
-        self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
-        self.phase = phase
-        self.images_shown = int(state["images_shown"])
-        rng = state["rng"]
-        self.gen.set_state(rng["train"])
-        torch.set_rng_state(rng["torch"])
-        _set_numpy_rng_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if self.cuda and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
         try:
-            self.loader.load_state_dict(state["loader"])
-        except ValueError as err:
-            raise UserError(f"{state.get('path', 'checkpoint')}: its data loader state does not "
-                            f"fit dataset {self.loader.dataset.path}: {err}") from None
-        self.pending.clear()
+            set_rng_state(ckpt.training.rng, self.gen, self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise UserError(f"{ckpt.path}: its RNG state is malformed ({type(err).__name__}: "
+                            f"{err})") from None
 
     # -- one iteration ---------------------------------------------------------------------------
 
@@ -264,71 +247,71 @@ class Trainer:
         return batch[self.env.rank * n:(self.env.rank + 1) * n].to(self.device, non_blocking=True)
 
     def _latents(self, batch: int) -> Tensor:
-        return self._share(torch.randn(batch, self.spec.architecture.latent_size, generator=self.gen))
+        size = self.program.spec.architecture.latent_size
+        return self._share(torch.randn(batch, size, generator=self.gen))
 
     def _critic(self, alpha: Tensor) -> Callable[[Tensor], Tensor]:
-        D, fading, group = self.D, self.phase is not None and self.phase.fading, self.group
+        D, group, cuda = self.D, self.group, self.cuda
         assert D is not None
 
         def critic(images: Tensor) -> Tensor:
             images = group_layout(images, group)
-            if self.cuda:
+            if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
-            return D(images, alpha) if fading else D(images)
+            return D(images, alpha)
 
         return critic
 
-    def _generate(self, G: nn.Module, z: Tensor, alpha: Tensor) -> Tensor:
-        assert self.phase is not None
-        return G(z, alpha) if self.phase.fading else G(z)
+    def _alpha_tensor(self) -> Tensor:
+        return torch.tensor(self.alpha, device=self.device)
 
-    def _stat_names(self) -> list[str]:
-        loss = self.training.loss
-        extra = ["gp", "drift"] if isinstance(loss, WganGpLoss) else (
-            ["r1"] if getattr(loss, "r1_gamma", 0) > 0 else [])
-        return ["loss_D", "loss_G", "real_score", "fake_score", *extra]
+    def _d_step(self, phase: Phase, sums: dict[str, Tensor]) -> None:
+        assert self.G is not None and self.D is not None and self.opt_D is not None
+        batch = phase.minibatch
+        alpha = self._alpha_tensor()
+        reals = self.reals(phase.resolution, batch, self.alpha)
+        z = self._latents(batch)
+        mix = self._share(torch.rand(batch, 1, 1, 1, generator=self.gen))
+        with torch.no_grad(), self._autocast():
+            fakes = self.G(z, alpha)
+        self.opt_D.zero_grad(set_to_none=True)
+        upscale = self.final_resolution // phase.resolution
+        with self._autocast():
+            loss, terms = d_loss(self.training.loss, self._critic(alpha),
+                                 Batch(reals, fakes, mix, upscale))
+        loss.backward()
+        distr.average_gradients(self.env, self.D.parameters())
+        self.opt_D.step()
+        self.images_shown += batch
+        for key, value in {"loss_D": loss.detach(), **terms}.items():
+            sums[key] = sums.get(key, 0) + value.float()
+
+    def _g_step(self, phase: Phase) -> Tensor:
+        assert self.G is not None and self.D is not None and self.opt_G is not None
+        alpha = self._alpha_tensor()
+        z = self._latents(phase.minibatch)
+        self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = g_loss(self.training.loss, self._critic(alpha), self.G(z, alpha))
+        loss.backward()
+        self.D.requires_grad_(True)
+        distr.average_gradients(self.env, self.G.parameters())
+        self.opt_G.step()
+        return loss.detach().float()
 
     def iteration(self) -> None:
         """`d_repeats` D steps and one G step at the current position."""
         phase = self.schedule.phase_at(self.images_shown)
         if phase != self.phase:
             self.enter_phase(phase)
-        G, D, G_ema, opt_G, opt_D = self.G, self.D, self.G_ema, self.opt_G, self.opt_D
-        assert G is not None and D is not None and G_ema is not None
-        assert opt_G is not None and opt_D is not None
-        loss_spec = self.training.loss
-        batch = phase.minibatch
-        d_sums: dict[str, Tensor] = {}
-        for _ in range(self.training.d_repeats):
-            alpha_value = phase.alpha(self.images_shown)
-            alpha = torch.tensor(alpha_value, device=self.device)
-            reals = self.loader.next_batch(phase.resolution, batch, alpha_value)
-            z = self._latents(batch)
-            mix = self._share(torch.rand(batch, 1, 1, 1, generator=self.gen))
-            with torch.no_grad(), self._autocast():
-                fakes = self._generate(G, z, alpha)
-            opt_D.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss, terms = d_loss(loss_spec, self._critic(alpha), reals, fakes, mix)
-            loss.backward()
-            distr.average_gradients(self.env, D.parameters())
-            opt_D.step()
-            self.images_shown += batch
-            for key, value in {"loss_D": loss.detach(), **terms}.items():
-                d_sums[key] = d_sums.get(key, 0) + value.float()
-        alpha = torch.tensor(phase.alpha(self.images_shown), device=self.device)
-        z = self._latents(batch)
-        D.requires_grad_(False)
-        opt_G.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss_G = g_loss(loss_spec, self._critic(alpha), self._generate(G, z, alpha))
-        loss_G.backward()
-        D.requires_grad_(True)
-        distr.average_gradients(self.env, G.parameters())
-        opt_G.step()
+        repeats = self.training.d_repeats
+        sums: dict[str, Tensor] = {}
+        for _ in range(repeats):
+            self._d_step(phase, sums)
+        sums["loss_G"] = self._g_step(phase) * repeats
         self._update_ema()
-        d_sums["loss_G"] = loss_G.detach().float() * self.training.d_repeats
-        self.pending.append(torch.stack([d_sums[k] for k in self.stat_names]) / self.training.d_repeats)
+        self.pending.append(torch.stack([sums[k] for k in self.stat_names]) / repeats)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -340,23 +323,22 @@ class Trainer:
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
 
-    def sync_stats(self) -> tuple[np.ndarray, int] | None:
-        """Per-iteration stats since the last sync, averaged over ranks: (rows, count), or None."""
+    def sync_stats(self) -> np.ndarray | None:
+        """Per-iteration stats rows since the last sync, averaged over ranks, or None."""
         if not self.pending:
             return None
         stats = distr.average_tensor(self.env, torch.stack(self.pending))
         self.pending.clear()
-        return stats.cpu().double().numpy(), stats.shape[0]
+        return stats.cpu().double().numpy()
 
     @torch.no_grad()
-    def sample(self, z: Tensor, alpha: float | None = None, batch: int = 64) -> Tensor:
-        """uint8 images of G EMA for the latents `z` (CPU tensor), at the current stage."""
-        assert self.G_ema is not None and self.phase is not None
-        a = torch.tensor(self.phase.alpha(self.images_shown) if alpha is None else alpha,
-                         device=self.device)
+    def sample(self, z: Tensor, batch: int = 64) -> Tensor:
+        """uint8 images of G EMA for the latents `z` (CPU tensor), at the current position."""
+        assert self.G_ema is not None
+        alpha = self._alpha_tensor()
         out = []
         for chunk in z.split(batch):
             with self._autocast():
-                images = self._generate(self.G_ema, chunk.to(self.device), a)
+                images = self.G_ema(chunk.to(self.device), alpha)
             out.append(to_uint8(images).cpu())
         return torch.cat(out)

@@ -114,24 +114,33 @@ def test_resume_from_state_dict_gives_the_same_batches(dataset_dir: Path) -> Non
         ImageLoader(dataset_dir, mirror=False).load_state_dict(state)
 
 
-def test_fade_in_end_points_and_middle(dataset_dir: Path) -> None:
+def _official_fade(high: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The official real-image fade (train.py process_reals, 'FadeLOD'), computed independently
+    in float64: lerp(x, up(2x2 mean of x), 1 - alpha) of the current level x in [-1, 1]."""
+    x = high.double()
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // 2, 2, w // 2, 2).mean(dim=(3, 5), keepdim=True)
+    y = y.expand(n, c, h // 2, 2, w // 2, 2).reshape(n, c, h, w)
+    return x + (y - x) * (1.0 - alpha)
+
+
+def test_fade_in_is_the_official_float_mean_of_the_current_level(dataset_dir: Path) -> None:
     dataset = ImageDataset(dataset_dir)
     loader = ImageLoader(dataset, seed=5)
     high = loader.next_batch(16, 4, 1.0)
     rows = _match(high, dataset.images(16))[0]
-    low = _as_float(dataset.images(8)[rows])
-    low_up = low.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # nearest 2x
-    for alpha in (0.0, 0.25, 1.0):
+    stored_low = _as_float(dataset.images(8)[rows]).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    for alpha in (0.0, 0.25, 0.6, 1.0):
         loader.load_state_dict({**loader.state_dict(), "position": 0})
         faded = loader.next_batch(16, 4, alpha)
-        if alpha == 0.0:
-            assert torch.equal(faded, low_up)
-        elif alpha == 1.0:
+        if alpha == 1.0:
             assert torch.equal(faded, high)
-        else:
-            torch.testing.assert_close(faded, 0.75 * low_up + 0.25 * high, rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match="no level below"):
-        loader.next_batch(4, 4, 0.5)
+        torch.testing.assert_close(faded.double(), _official_fade(high, alpha), rtol=0, atol=1e-6)
+    # the stored (rounded) lower level is not what the official code blends with: it differs
+    # by up to half a grey level (0.5 / 127.5 in [-1, 1] units)
+    loader.load_state_dict({**loader.state_dict(), "position": 0})
+    gap = (loader.next_batch(16, 4, 0.0) - stored_low).abs().max().item()
+    assert 0 < gap <= 0.5 / 127.5 + 1e-6
 
 
 def test_fade_in_chunking_does_not_change_results(
@@ -180,10 +189,9 @@ def test_non_square_levels(wide_dir: Path) -> None:
     loader = ImageLoader(dataset, seed=0)
     batch = loader.next_batch(32, 3, 0.0)
     assert batch.shape == (3, 1, 16, 32)
-    rows = _match(loader.next_batch(16, 3), dataset.images(16))[0]
-    low = _as_float(dataset.images(16)[rows]).repeat_interleave(2, 2).repeat_interleave(2, 3)
-    loader.load_state_dict({**loader.state_dict(), "position": 3})
-    assert torch.equal(loader.next_batch(32, 3, 0.0), low)
+    loader.load_state_dict({**loader.state_dict(), "position": 0})
+    high = loader.next_batch(32, 3, 1.0)
+    torch.testing.assert_close(batch.double(), _official_fade(high, 0.0), rtol=0, atol=1e-6)
 
 
 def test_invalid_datasets_and_levels_are_user_errors(dataset_dir: Path, tmp_path: Path) -> None:

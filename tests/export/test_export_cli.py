@@ -1,6 +1,6 @@
-"""`progan-export` and `progan-generate` end to end on checkpoints of the tiny spec: which
-checkpoint and stage ship, EMA weights, --no-fuse/--source/--batch/--precision, determinism,
-torch vs onnxruntime, and exit code 2 for every user error."""
+"""`progan-export` end to end on checkpoints of the tiny spec: which checkpoint and stage ship,
+EMA weights, --no-fuse/--source/--batch/--precision, and exit code 2 for every user error.
+(`progan-generate` is tests/generate/test_generate_cli.py.)"""
 
 from __future__ import annotations
 
@@ -15,71 +15,34 @@ import pytest
 import torch
 from PIL import Image
 
+from progan_dsl.checkpoint import Checkpoint
 from progan_dsl.cli import export_main, generate_main
 from progan_dsl.compiler import compile_spec
 from progan_dsl.export.onnx_export import read_metadata
-from progan_dsl.export.sampling import latents
-from progan_dsl.train.checkpoint import save_checkpoint
-from tests.conftest import TINY
+from progan_dsl.generate.latents import latents
+from tests.conftest import TINY, write_tiny_run
 
 FP16_REL_L2 = 1e-2  # the documented fp16 bound (see test_export_onnx.py)
+STAGES = [(4, "stable"), (8, "fade"), (8, "stable"), (16, "fade"), (16, "stable")]
 
 
-def write_run(folder: Path, stages: list[tuple[int, str]]) -> dict[tuple[int, str], dict]:
-    """Checkpoints of the tiny spec with the documented keys; G_ema differs from G."""
-    program = compile_spec(TINY)
-    states = {}
-    for i, (res, phase) in enumerate(stages):
-        stage = program.stage(res, phase)
-        torch.manual_seed(100 + i)
-        G, G_ema, D = (
-            program.build("G", stage),
-            program.build("G", stage),
-            program.build("D", stage),
-        )
-        with torch.no_grad():
-            for p in G_ema.parameters():
-                p.add_(0.3 * torch.randn_like(p))
-        state = {
-            "spec_text": program.loaded.doc.text,
-            "spec_hash": program.loaded.hash,
-            "spec_path": str(TINY),
-            "stage": {"resolution": res, "phase": phase},
-            "images_shown": 1000 * (i + 1),
-            "G": G.state_dict(),
-            "D": D.state_dict(),
-            "G_ema": G_ema.state_dict(),
-            "opt_G": {},
-            "opt_D": {},
-            "rng": {},
-            "loader": {},
-            "extra": {},
-        }
-        save_checkpoint(state, folder / "checkpoints")
-        states[(res, phase)] = state
-    return states
-
-
-def ema_generator(state: dict, resolution: int) -> torch.nn.Module:
+def ema_generator(state: Checkpoint, resolution: int) -> torch.nn.Module:
     program = compile_spec(TINY)
     G = program.build("G", program.stage(resolution)).eval()
-    G.load_state_dict({k: v for k, v in state["G_ema"].items() if k in G.state_dict()})
+    G.load_state_dict({k: v for k, v in state.G_ema.items() if k in G.state_dict()})
     return G
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("run") / "00001-tiny"
-    states = write_run(
-        folder, [(4, "stable"), (8, "fade"), (8, "stable"), (16, "fade"), (16, "stable")]
-    )
-    return folder, states
+    return folder, write_tiny_run(folder, STAGES)
 
 
 @pytest.fixture(scope="module")
 def exported(run: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    assert export_main([str(run[0]), "--out", str(out)]) == 0
+    assert export_main(["--network", str(run[0]), "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -114,6 +77,7 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
     assert (
         export_main(
             [
+                "--network",
                 str(fade16),
                 "--resolution",
                 "8",
@@ -153,7 +117,7 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
             sys.executable,
             "-I",
             str(src / "generate.py"),
-            "--n",
+            "--num",
             "9",
             "--seed",
             "3",
@@ -169,11 +133,11 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
     assert (
         generate_main(
             [
-                "--checkpoint",
+                "--network",
                 str(fade16),
                 "--resolution",
                 "8",
-                "--n",
+                "--num",
                 "9",
                 "--seed",
                 "3",
@@ -184,168 +148,34 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
         == 0
     )
     with Image.open(grid_src) as a, Image.open(grid_cli) as b:
-        assert a.size == b.size == (24, 24)
+        assert a.size == b.size == (28, 28)  # 3 x 3 cells of 8 x 8 with 2-pixel gutters
         assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
 
 
-def test_generate_is_deterministic_and_backends_agree(
-    run: tuple[Path, dict], exported: Path, tmp_path: Path
+def test_user_errors_exit_2_without_traceback(
+    run: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder, _ = run
-    first, second = tmp_path / "a.png", tmp_path / "b.png"
-    for path in (first, second):
-        assert (
-            generate_main(["--onnx", str(exported), "--n", "10", "--seed", "7", "--out", str(path)])
-            == 0
-        )
-    assert first.read_bytes() == second.read_bytes()
-    by_torch, by_ort = tmp_path / "torch.png", tmp_path / "ort.png"
-    assert (
-        generate_main(
-            ["--checkpoint", str(folder), "--n", "10", "--seed", "7", "--out", str(by_torch)]
-        )
-        == 0
-    )
-    assert (
-        generate_main(
-            [
-                "--checkpoint",
-                str(folder),
-                "--backend",
-                "onnxruntime",
-                "--n",
-                "10",
-                "--seed",
-                "7",
-                "--out",
-                str(by_ort),
-            ]
-        )
-        == 0
-    )
-    with Image.open(first) as a, Image.open(by_torch) as b, Image.open(by_ort) as c:
-        assert a.mode == "L" and a.size == (64, 48)  # 4 columns x 3 rows of 16x16
-        pixels = [np.asarray(img, np.int16) for img in (a, b, c)]
-    assert np.abs(pixels[0] - pixels[1]).max() <= 1  # rounding of fp32 differences only
-    np.testing.assert_array_equal(pixels[0], pixels[2])  # the same exported graph
-    other = tmp_path / "other.png"
-    assert (
-        generate_main(["--onnx", str(exported), "--n", "10", "--seed", "8", "--out", str(other)])
-        == 0
-    )
-    assert other.read_bytes() != first.read_bytes()
-
-    singles = tmp_path / "singles"
-    assert (
-        generate_main(["--onnx", str(exported), "--n", "10", "--seed", "7", "--out", str(singles)])
-        == 0
-    )
-    files = sorted(singles.iterdir())
-    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(10)]
-    with Image.open(files[5]) as img:  # image 5 sits in row 1, column 1 of the 4-column grid
-        np.testing.assert_array_equal(np.asarray(img, np.int16), pixels[0][16:32, 16:32])
-
-
-def test_generate_interpolation_gif(exported: Path, tmp_path: Path) -> None:
-    out = tmp_path / "walk.gif"
-    assert (
-        generate_main(
-            [
-                "--onnx",
-                str(exported),
-                "--n",
-                "3",
-                "--interpolate",
-                "4",
-                "--fps",
-                "20",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    with Image.open(out) as img:
-        assert (img.n_frames, img.size, img.info["duration"]) == (12, (16, 16), 50)
-    frames = tmp_path / "frames"
-    assert (
-        generate_main(
-            [
-                "--onnx",
-                str(exported),
-                "--n",
-                "2",
-                "--interpolate",
-                "3",
-                "--interpolation",
-                "linear",
-                "--out",
-                str(frames),
-            ]
-        )
-        == 0
-    )
-    assert len(list(frames.glob("*.png"))) == 6
-
-
-def test_user_errors_exit_2_without_traceback(
-    run: tuple[Path, dict], exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    folder, states = run
     not_ckpt = tmp_path / "notes.pt"
     not_ckpt.write_text("hello")
     fade_only = tmp_path / "fade_only"
-    write_run(fade_only, [(4, "stable"), (8, "fade")])
+    write_tiny_run(fade_only, [(4, "stable"), (8, "fade")])
     (fade_only / "checkpoints" / "checkpoint-000001000.pt").unlink()
-    out, png = str(tmp_path / "x.onnx"), str(tmp_path / "g.png")
+    out = str(tmp_path / "x.onnx")
     cases = [
-        (export_main, [str(tmp_path / "missing"), "--out", out], "no such checkpoint"),
-        (export_main, [str(not_ckpt), "--out", out], "not a checkpoint"),
-        (export_main, [str(tmp_path), "--out", out], "no checkpoint-*.pt"),
-        (export_main, [str(folder), "--resolution", "32", "--out", out], "valid: 4, 8, 16"),
-        (export_main, [str(folder), "--resolution", "12", "--out", out], "valid: 4, 8, 16"),
-        (export_main, [str(fade_only), "--out", out], "--resolution"),
-        (export_main, [str(folder)], "--out"),
-        (export_main, [str(folder), "--out", out, "--batch", "0"], "--batch"),
-        (export_main, [str(folder), "--out", out, "--precision", "int8"], "--precision"),
-        (generate_main, ["--onnx", str(tmp_path / "none.onnx"), "--out", png], "no such ONNX"),
-        (generate_main, ["--onnx", str(not_ckpt), "--out", png], "cannot load"),
-        (
-            generate_main,
-            ["--onnx", str(exported), "--out", str(tmp_path / "g.gif")],
-            "--interpolate",
-        ),
-        (generate_main, ["--onnx", str(exported), "--out", str(tmp_path / "g.jpg")], ".png"),
-        (
-            generate_main,
-            ["--onnx", str(exported), "--interpolate", "3", "--out", str(tmp_path / "g.png")],
-            ".gif",
-        ),
-        (
-            generate_main,
-            [
-                "--onnx",
-                str(exported),
-                "--n",
-                "1",
-                "--interpolate",
-                "3",
-                "--out",
-                str(tmp_path / "g.gif"),
-            ],
-            "at least 2",
-        ),
-        (
-            generate_main,
-            ["--onnx", str(exported), "--backend", "torch", "--out", png],
-            "--checkpoint",
-        ),
-        (generate_main, ["--onnx", str(exported), "--device", "cuda", "--out", png], "cuda"),
-        (generate_main, ["--checkpoint", str(folder), "--resolution", "64", "--out", png], "valid"),
-        (generate_main, ["--out", png], "--onnx"),
+        (["--network", str(tmp_path / "missing"), "--out", out], "no such checkpoint"),
+        (["--network", str(not_ckpt), "--out", out], "not a checkpoint"),
+        (["--network", str(tmp_path), "--out", out], "no checkpoint-*.pt"),
+        (["--network", str(folder), "--resolution", "32", "--out", out], "no stage 32"),
+        (["--network", str(folder), "--resolution", "12", "--out", out], "no stage 12"),
+        (["--network", str(fade_only), "--out", out], "--resolution"),
+        (["--network", str(folder)], "--out"),
+        (["--network", str(folder), "--out", out, "--batch", "0"], "--batch"),
+        (["--network", str(folder), "--out", out, "--precision", "int8"], "--precision"),
+        (["--out", out], "--network"),
     ]
-    for main, argv, message in cases:
-        assert main(argv) == 2, argv
+    for argv, message in cases:
+        assert export_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, (argv, err)
-    assert not any((tmp_path / name).exists() for name in ("x.onnx", "g.png", "g.gif", "g.jpg"))
+    assert not (tmp_path / "x.onnx").exists()

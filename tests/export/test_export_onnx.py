@@ -17,7 +17,7 @@ import torch
 from progan_dsl.compiler import compile_spec
 from progan_dsl.errors import UserError
 from progan_dsl.export.onnx_export import export_onnx, parameter_elements, read_metadata
-from progan_dsl.export.sampling import latents
+from progan_dsl.generate.latents import latents
 from tests.conftest import SPECS, TINY
 
 NARROW = Path(__file__).resolve().parent / "narrow_256.yaml"

@@ -1,4 +1,5 @@
-"""onnxruntime providers, IO binding, the Sampler interface, latents, uint8 and image files.
+"""onnxruntime providers, IO binding, the Sampler interface, latents and seeds, uint8, grids and
+image files.
 
 A hand-built ONNX "generator" (images = reshape(z)) makes every value checkable exactly."""
 
@@ -15,24 +16,12 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from progan_dsl.errors import UserError
-from progan_dsl.export import media
-from progan_dsl.export.runtime import (
-    CPU,
-    CUDA,
-    TENSORRT,
-    OnnxGenerator,
-    choose_providers,
-    parse_device,
-    provider_note,
-)
-from progan_dsl.export.sampling import (
-    OnnxSampler,
-    interpolate,
-    latents,
-    open_sampler,
-    slerp,
-    to_uint8,
-)
+from progan_dsl.devices import parse_device
+from progan_dsl.generate import media
+from progan_dsl.generate.latents import interpolate, latents, latents_for_seeds, seed_list, slerp
+from progan_dsl.generate.ort import CPU, CUDA, TENSORRT, OnnxGenerator, choose_providers, provider_note
+from progan_dsl.generate.sampler import OnnxSampler, open_sampler
+from progan_dsl.images import image_grid, to_pil, to_uint8, write_png
 
 
 def reshape_generator(path: Path, batch: int | str = "batch", metadata: bool = True) -> Path:
@@ -94,8 +83,9 @@ def test_io_binding_path_gives_the_plain_run(tmp_path: Path) -> None:
 
 def test_sampler_chunks_and_pads_a_fixed_batch(tmp_path: Path) -> None:
     z = latents(7, 12, seed=2)
-    dynamic = open_sampler(onnx=reshape_generator(tmp_path / "d.onnx"), batch_size=2)
-    fixed = open_sampler(onnx=reshape_generator(tmp_path / "f.onnx", batch=3, metadata=False))
+    dynamic = open_sampler(reshape_generator(tmp_path / "d.onnx"), device="cpu", batch_size=2)
+    fixed = open_sampler(reshape_generator(tmp_path / "f.onnx", batch=3, metadata=False),
+                         device="cpu")
     assert isinstance(fixed, OnnxSampler) and fixed.fixed_batch == 3 and dynamic.fixed_batch is None
     assert (fixed.resolution, fixed.channels, fixed.height, fixed.width) == (2, 3, 2, 2)
     for sampler in (dynamic, fixed):
@@ -113,19 +103,17 @@ def test_sampler_chunks_and_pads_a_fixed_batch(tmp_path: Path) -> None:
 
 def test_open_sampler_rejects_bad_combinations(tmp_path: Path) -> None:
     model = reshape_generator(tmp_path / "r.onnx")
-    with pytest.raises(UserError, match="exactly one"):
-        open_sampler()
-    with pytest.raises(UserError, match="exactly one"):
-        open_sampler(onnx=model, checkpoint=tmp_path)
-    with pytest.raises(UserError, match="--backend onnxruntime"):
-        open_sampler(onnx=model, backend="torch")
-    with pytest.raises(UserError, match="backend must be"):
-        open_sampler(onnx=model, backend="tensorflow")
+    with pytest.raises(UserError, match="--resolution picks a stage of a checkpoint"):
+        open_sampler(model, resolution=4)
+    with pytest.raises(UserError, match="--batch must be at least 1"):
+        open_sampler(model, batch_size=0)
     with pytest.raises(UserError, match="no such ONNX file"):
-        open_sampler(onnx=tmp_path / "missing.onnx")
+        open_sampler(tmp_path / "missing.onnx", device="cpu")
     (tmp_path / "junk.onnx").write_text("not a model")
     with pytest.raises(UserError, match="cannot load"):
-        open_sampler(onnx=tmp_path / "junk.onnx")
+        open_sampler(tmp_path / "junk.onnx", device="cpu")
+    with pytest.raises(UserError, match="no such checkpoint file or run folder"):
+        open_sampler(tmp_path / "missing_run")
 
 
 def test_latents_follow_the_documented_recipe() -> None:
@@ -138,10 +126,24 @@ def test_latents_follow_the_documented_recipe() -> None:
     assert not np.array_equal(latents(3, 8, seed=6), z)
 
 
+def test_seeds_name_one_latent_each() -> None:
+    assert seed_list("0-3,42, 7") == [0, 1, 2, 3, 42, 7]
+    z = latents_for_seeds([5, 9], 8)
+    np.testing.assert_array_equal(z[1], latents(1, 8, seed=9)[0])  # independent of the others
+    for bad, message in (("x", "not a seed"), ("3-1", "ascending"), ("-1", "not a seed"),
+                         ("0-99999999", "more than")):
+        with pytest.raises(UserError, match=message):
+            seed_list(bad)
+
+
 def test_to_uint8_rounds_and_clips() -> None:
     x = np.array([-2.0, -1.0, -0.999, -0.5, 0.0, 0.5, 1.0, 1.7], np.float32)
     # (x + 1) * 127.5 = -127.5, 0, 0.1275, 63.75, 127.5, 191.25, 255, 344.25 -> rint, clip
     assert to_uint8(x).tolist() == [0, 0, 0, 64, 128, 191, 255, 255]
+    import torch
+
+    assert to_uint8(torch.from_numpy(x)).tolist() == [0, 0, 0, 64, 128, 191, 255, 255]
+    assert to_uint8(torch.from_numpy(x)).dtype == torch.uint8
 
 
 def test_slerp_and_interpolation_loop() -> None:
@@ -162,29 +164,45 @@ def test_slerp_and_interpolation_loop() -> None:
 
 def test_grid_layout_and_png_files(tmp_path: Path) -> None:
     images = np.stack([np.full((1, 2, 3), 10 * (i + 1), np.uint8) for i in range(5)])
-    canvas = media.grid(images)  # ceil(sqrt(5)) = 3 columns, 2 rows, black where short
-    assert canvas.shape == (4, 9, 1)
+    canvas = image_grid(images, gutter=1)  # ceil(sqrt(5)) = 3 columns, 2 rows, grey gutters
+    assert canvas.shape == (5, 11, 1)
+    g = 128
     assert canvas[:, :, 0].tolist() == [
-        [10] * 3 + [20] * 3 + [30] * 3,
-        [10] * 3 + [20] * 3 + [30] * 3,
-        [40] * 3 + [50] * 3 + [0] * 3,
-        [40] * 3 + [50] * 3 + [0] * 3,
+        [10] * 3 + [g] + [20] * 3 + [g] + [30] * 3,
+        [10] * 3 + [g] + [20] * 3 + [g] + [30] * 3,
+        [g] * 11,
+        [40] * 3 + [g] + [50] * 3 + [g] * 4,
+        [40] * 3 + [g] + [50] * 3 + [g] * 4,
     ]
-    assert media.grid(images, cols=5).shape == (2, 15, 1)
-    path = media.write_png(canvas, tmp_path / "grid.png")
+    assert image_grid(images, cols=5).shape == (2, 5 * 3 + 4 * 2, 1)  # default gutter 2
+    assert image_grid(images, cols=2, rows=1, gutter=0).shape == (2, 6, 1)  # first 2 only
+    assert image_grid(images[:1], cell=8, gutter=0).shape == (8, 12, 1)  # nearest up by 4
+    path = write_png(tmp_path / "grid.png", canvas)
     with Image.open(path) as img:
         assert img.mode == "L"
         np.testing.assert_array_equal(np.array(img), canvas[:, :, 0])
-    paths = media.write_pngs(images, tmp_path / "singles")
-    assert [p.name for p in paths] == [f"{i:06d}.png" for i in range(5)]
+    paths = media.write_image_folder(images, tmp_path / "singles", [f"s{i}" for i in range(5)])
+    assert [p.name for p in paths] == [f"s{i}.png" for i in range(5)]
     with Image.open(paths[3]) as img:
         assert np.array(img).tolist() == [[40, 40, 40], [40, 40, 40]]
-    rgb = media.write_png(np.zeros((2, 2, 3), np.uint8), tmp_path / "rgb.png")
+    rgb = write_png(tmp_path / "rgb.png", np.zeros((2, 2, 3), np.uint8))
     with Image.open(rgb) as img:
         assert img.mode == "RGB"
-    with pytest.raises(UserError, match="2-channel"):
-        media.to_pil(np.zeros((2, 2, 2), np.uint8))
-    assert not list(tmp_path.glob(".*"))
+    with pytest.raises(ValueError, match="5-channel"):
+        to_pil(np.zeros((2, 2, 5), np.uint8))
+    assert not [p for p in tmp_path.glob(".*") if p.name != ".progan-generate.json"]
+
+
+def test_image_folder_refuses_a_non_empty_folder_and_replaces_only_its_own(tmp_path: Path) -> None:
+    images = np.zeros((2, 1, 2, 2), np.uint8)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not empty"):
+        media.write_image_folder(images, out, ["a", "b"])
+    media.write_image_folder(images, out, ["a", "b"], force=True)
+    media.write_image_folder(images[:1], out, ["c"], force=True)  # replaces a.png, b.png only
+    assert sorted(p.name for p in out.iterdir()) == [".progan-generate.json", "c.png", "mine.txt"]
 
 
 def flat_frames() -> np.ndarray:

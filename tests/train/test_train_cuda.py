@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from progan_dsl.train.checkpoint import load_checkpoint
+from progan_dsl.checkpoint import Checkpoint
 from progan_dsl.train.loop import TrainOptions, train
 
 pytestmark = [
@@ -27,9 +27,10 @@ def test_bf16_run_on_cuda(train_spec: Path, train_data: Path, tmp_path: Path) ->
     records = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     ticks = [r for r in records if r["event"] == "tick"]
     assert ticks and all(math.isfinite(r["loss_D"]) and math.isfinite(r["loss_G"]) for r in ticks)
-    state = load_checkpoint(result.run_dir)
-    assert state["opt_G"]["param_groups"][0]["fused"] is True
-    assert all(v.dtype == torch.float32 for v in state["G"].values())  # bf16 only in autocast
+    state = Checkpoint.load(result.run_dir)
+    assert state.training is not None
+    assert state.training.opt_G["param_groups"][0]["fused"] is True
+    assert all(v.dtype == torch.float32 for v in state.G.values())  # bf16 only in autocast
     assert set(result.img_per_s) == {4, 8, 16}
 
 

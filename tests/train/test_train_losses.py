@@ -10,7 +10,7 @@ import torch
 
 from progan_dsl.nn.layers import MinibatchStddev
 from progan_dsl.spec.models import LogisticLoss, LsganLoss, WganGpLoss
-from progan_dsl.train.losses import d_loss, g_loss
+from progan_dsl.train.losses import LOSSES, Batch, d_loss, g_loss, stat_names
 from progan_dsl.train.trainer import group_layout
 
 # reals score 3 and 4, fakes 0 and 7 under w = (3, 4), |w| = 5
@@ -18,6 +18,7 @@ W = torch.tensor([3.0, 4.0])
 REALS = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)
 FAKES = torch.tensor([[0.0, 0.0], [1.0, 1.0]]).view(2, 1, 1, 2)
 MIX = torch.tensor([0.25, 0.75]).view(2, 1, 1, 1)
+BATCH = Batch(REALS, FAKES, MIX)
 
 
 def critic(w: torch.Tensor):
@@ -26,7 +27,7 @@ def critic(w: torch.Tensor):
 
 def test_wgan_gp_value_and_gradient() -> None:
     w = W.clone().requires_grad_(True)
-    loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic(w), REALS, FAKES, MIX)
+    loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic(w), BATCH)
     # E[D(fake)] - E[D(real)] = 3.5 - 3.5; GP 10 * (5 - 1)^2; drift 0.001 * (9 + 16) / 2
     assert loss.item() == pytest.approx(0.0 + 160.0 + 0.0125)
     assert terms["gp"].item() == pytest.approx(16.0)
@@ -40,12 +41,12 @@ def test_wgan_gp_value_and_gradient() -> None:
 
 def test_wgan_gp_target_and_weights() -> None:
     spec = WganGpLoss(kind="wgan_gp", gp_lambda=2.0, gp_target=5.0, drift=0.0)
-    loss, terms = d_loss(spec, critic(W), REALS, FAKES, MIX)
+    loss, terms = d_loss(spec, critic(W), BATCH)
     assert terms["gp"].item() == 0.0 and loss.item() == pytest.approx(0.0)
 
 
 def test_lsgan_values() -> None:
-    loss, _ = d_loss(LsganLoss(kind="lsgan"), critic(W), REALS, FAKES, MIX)
+    loss, _ = d_loss(LsganLoss(kind="lsgan"), critic(W), BATCH)
     assert loss.item() == pytest.approx(0.5 * (4 + 9) / 2 + 0.5 * (0 + 49) / 2)
     assert g_loss(LsganLoss(kind="lsgan"), critic(W), FAKES).item() == pytest.approx(0.5 * (1 + 36) / 2)
 
@@ -54,7 +55,7 @@ def test_logistic_r1_values() -> None:
     def softplus(v: float) -> float:
         return math.log1p(math.exp(v))
 
-    loss, terms = d_loss(LogisticLoss(kind="logistic", r1_gamma=10.0), critic(W), REALS, FAKES, MIX)
+    loss, terms = d_loss(LogisticLoss(kind="logistic", r1_gamma=10.0), critic(W), BATCH)
     expected = (softplus(0) + softplus(7)) / 2 + (softplus(-3) + softplus(-4)) / 2 + 5.0 * 25.0
     assert loss.item() == pytest.approx(expected)
     assert terms["r1"].item() == pytest.approx(25.0)
@@ -104,7 +105,64 @@ def test_wgan_gp_under_bf16_autocast_with_bf16_fakes():
     fakes = torch.randn(4, 1, 8, 8).bfloat16()
     mix = torch.rand(4, 1, 1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic, reals, fakes, mix)
+        loss, terms = d_loss(WganGpLoss(kind="wgan_gp"), critic, Batch(reals, fakes, mix))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(terms["gp"])
     assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+@pytest.mark.parametrize(("upscale", "expected_gp"), [(1, 16.0), (2, 2.25), (4, 0.0625), (8, 0.140625)])
+def test_wgan_gp_full_resolution_gradient_by_hand(upscale: int, expected_gp: float) -> None:
+    """Official default: the gradient w.r.t. the image nearest-upscaled to the final size has
+    norm |w| / f = 5 / f for the linear critic; 'native' keeps |w| = 5 at every resolution."""
+    spec = WganGpLoss(kind="wgan_gp")
+    loss, terms = d_loss(spec, critic(W), Batch(REALS, FAKES, MIX, upscale))
+    assert terms["gp"].item() == pytest.approx(expected_gp)  # (5 / f - 1)^2
+    assert loss.item() == pytest.approx(10.0 * expected_gp + 0.0125)
+    native = WganGpLoss(kind="wgan_gp", gp_gradient="native")
+    _, terms = d_loss(native, critic(W), Batch(REALS, FAKES, MIX, upscale))
+    assert terms["gp"].item() == pytest.approx(16.0)
+
+
+@pytest.mark.parametrize("upscale", [2, 4])
+def test_wgan_gp_matches_a_critic_run_at_full_resolution(upscale: int) -> None:
+    """Independent computation of the official semantics: mix reals and fakes upscaled to the
+    full size, run D behind the 2x2-average chain its fromRGB applies (avg_pool by f), take the
+    gradient with respect to the full-resolution mix."""
+    gen = torch.Generator().manual_seed(3)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+
+    def native(x: torch.Tensor) -> torch.Tensor:  # a nonlinear critic at the current resolution
+        return torch.nn.functional.leaky_relu(conv(x), 0.2).square().mean(dim=(1, 2, 3))[:, None]
+
+    reals, fakes = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
+    mix = torch.rand(4, 1, 1, 1, generator=gen)
+    spec = WganGpLoss(kind="wgan_gp")
+    loss, terms = d_loss(spec, native, Batch(reals, fakes, mix, upscale))
+
+    up = lambda x: torch.nn.functional.interpolate(x, scale_factor=upscale, mode="nearest")  # noqa: E731
+    full_mix = torch.lerp(up(reals), up(fakes), mix).requires_grad_(True)
+    scores = native(torch.nn.functional.avg_pool2d(full_mix, upscale))
+    (grad,) = torch.autograd.grad(scores.sum(), full_mix)
+    penalty = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+    real_scores = native(torch.nn.functional.avg_pool2d(up(reals), upscale))
+    fake_scores = native(torch.nn.functional.avg_pool2d(up(fakes), upscale))
+    expected = (fake_scores.mean() - real_scores.mean() + 10.0 * penalty
+                + 0.001 * real_scores.square().mean())
+    assert terms["gp"].item() == pytest.approx(penalty.item(), rel=1e-4)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_each_loss_declares_the_terms_it_logs() -> None:
+    assert stat_names(WganGpLoss(kind="wgan_gp")) == (
+        "loss_D", "loss_G", "real_score", "fake_score", "gp", "drift")
+    assert stat_names(LsganLoss(kind="lsgan")) == ("loss_D", "loss_G", "real_score", "fake_score")
+    assert stat_names(LogisticLoss(kind="logistic", r1_gamma=0.0))[-1] == "fake_score"
+    assert stat_names(LogisticLoss(kind="logistic"))[-1] == "r1"
+    for spec in (WganGpLoss(kind="wgan_gp"), LsganLoss(kind="lsgan"), LogisticLoss(kind="logistic")):
+        _, terms = d_loss(spec, critic(W), BATCH)
+        assert set(stat_names(spec)) == {"loss_D", "loss_G", *terms}
+    assert set(LOSSES) == {"wgan_gp", "lsgan", "logistic"}
