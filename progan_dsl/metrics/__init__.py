@@ -1,9 +1,11 @@
 """Image-quality metrics for generated images, and their registry.
 
-Owns the metric names users type (`swd`, `msssim`, `fid`, `kid`), what each one needs, and
-`evaluate`, which runs several metrics on one real and one generated set and returns a flat dict of
-floats such as {"swd_avg": ..., "swd_16": ..., "msssim": ..., "fid": ...}. The metrics themselves
-live in `swd.py` (paper Section 5), `msssim.py` (paper Section 5) and `fid.py` (FID, KID).
+Owns the metric names users type (`swd`, `swd_floor`, `msssim`, `fid`, `kid`), what each one
+needs, and `evaluate`, which runs several metrics on one real and one generated set and returns
+`Results`: a flat dict of floats such as {"swd_avg": ..., "swd_16": ..., "msssim": ..., "fid": ...}
+with `notes`, the ways a value differs from the official definition (e.g. MS-SSIM of images too
+small for five scales). The metrics themselves live in `swd.py` (paper Section 5), `msssim.py`
+(paper Section 5) and `fid.py` (FID, KID).
 """
 
 from __future__ import annotations
@@ -17,8 +19,26 @@ import torch
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from progan_dsl.metrics.images import check_image_batch
-from progan_dsl.metrics.msssim import NUM_PAIRS, ms_ssim_diversity
-from progan_dsl.metrics.swd import sliced_wasserstein
+from progan_dsl.metrics.msssim import NUM_PAIRS, ms_ssim_diversity_result
+from progan_dsl.metrics.swd import (
+    DEFAULT_PATCHES,
+    PatchSampling,
+    check_patch_sampling,
+    sliced_wasserstein,
+    swd_floor,
+)
+
+
+class Results(dict[str, float]):
+    """Metric values by name, plus `notes` on how they differ from the official definitions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
 
 
 @dataclass
@@ -31,6 +51,7 @@ class EvalContext:
     device: torch.device
     seed: int
     msssim_pairs: int = NUM_PAIRS
+    swd_patches: PatchSampling = DEFAULT_PATCHES
     real_stats: FeatureStats | None = None
     fake_stats: FeatureStats | None = None
 
@@ -58,30 +79,45 @@ class Metric:
 
     name: str
     description: str
-    compute: Callable[[EvalContext], dict[str, float]]
+    compute: Callable[[EvalContext, Results], None]
 
 
-def _swd(ctx: EvalContext) -> dict[str, float]:
+def _swd(ctx: EvalContext, out: Results) -> None:
     real = ctx.require_real("swd")
     n = min(real.shape[0], ctx.fake.shape[0])  # SWD compares equal-size descriptor sets
-    result = sliced_wasserstein(real[:n], ctx.fake[:n], seed=ctx.seed, device=ctx.device)
-    return result.as_dict("swd")
+    result = sliced_wasserstein(real[:n], ctx.fake[:n], seed=ctx.seed, patches=ctx.swd_patches,
+                                device=ctx.device)
+    out.update(result.as_dict("swd"))
+    out.note(result.note)
 
 
-def _msssim(ctx: EvalContext) -> dict[str, float]:
-    return {"msssim": ms_ssim_diversity(ctx.fake, ctx.msssim_pairs, ctx.seed, device=ctx.device)}
+def _swd_floor(ctx: EvalContext, out: Results) -> None:
+    """Real against real with fresh patches (the official second real pass): the floor no
+    generator scores below with as many images. Half the reals against the other half."""
+    real = ctx.require_real("swd_floor")
+    half = real.shape[0] // 2
+    if half < 1:
+        raise UserError("swd_floor needs at least 2 real images")
+    result = swd_floor(real[:half], real[half : 2 * half], seed=ctx.seed, device=ctx.device)
+    out.update(result.as_dict("swd_floor"))
+    out.note(result.note)
 
 
-def _fid(ctx: EvalContext) -> dict[str, float]:
-    return {"fid": fid_from_stats(ctx.real_features("fid"), ctx.fake_features())}
+def _msssim(ctx: EvalContext, out: Results) -> None:
+    result = ms_ssim_diversity_result(ctx.fake, ctx.msssim_pairs, ctx.seed, device=ctx.device)
+    out.update(result.as_dict("msssim"))
+    out.note(result.note)
 
 
-def _kid(ctx: EvalContext) -> dict[str, float]:
+def _fid(ctx: EvalContext, out: Results) -> None:
+    out["fid"] = fid_from_stats(ctx.real_features("fid"), ctx.fake_features())
+
+
+def _kid(ctx: EvalContext, out: Results) -> None:
     real = ctx.real_features("kid").features
-    kid = kernel_inception_distance(
+    out["kid"] = kernel_inception_distance(
         real, ctx.fake_features().features, seed=ctx.seed, device=ctx.device
     )
-    return {"kid": kid}
 
 
 METRICS: dict[str, Metric] = {
@@ -91,6 +127,11 @@ METRICS: dict[str, Metric] = {
             "swd",
             "sliced Wasserstein distance x1e3 per pyramid level and their average",
             _swd,
+        ),
+        Metric(
+            "swd_floor",
+            "SWD of half the real images against the other half (fresh patches): the floor",
+            _swd_floor,
         ),
         Metric("msssim", "MS-SSIM of random pairs of generated images (diversity)", _msssim),
         Metric("fid", "Frechet Inception distance", _fid),
@@ -124,13 +165,16 @@ def evaluate(
     device: str | torch.device = "cpu",
     seed: int = 0,
     msssim_pairs: int = NUM_PAIRS,
+    swd_patches: str = DEFAULT_PATCHES,
     real_stats: FeatureStats | None = None,
-) -> dict[str, float]:
-    """Run the named metrics and return one flat dict of floats, in the order of `names`.
+) -> Results:
+    """Run the named metrics and return one flat dict of floats, in the order of `names`, with
+    notes (`Results.notes`).
 
-    `msssim_pairs` random pairs of generated images are scored (paper: 10,000). `real_stats` (e.g.
-    from `cached_real_stats`) replaces computing the real Inception features for FID and KID. SWD
-    uses the first min(N_real, N_fake) images of each set.
+    `msssim_pairs` random pairs of generated images are scored (paper: 10,000). `swd_patches`:
+    'fresh' (each set its own patch positions, the official evaluation) or 'shared' (see
+    `swd.py`). `real_stats` (e.g. from `cached_real_stats`) replaces computing the real Inception
+    features for FID and KID. SWD uses the first min(N_real, N_fake) images of each set.
     """
     resolved = resolve_metric_names(names)
     check_image_batch(fake, "fake")
@@ -142,12 +186,13 @@ def evaluate(
         device=torch.device(device),
         seed=seed,
         msssim_pairs=msssim_pairs,
+        swd_patches=check_patch_sampling(swd_patches),
         real_stats=real_stats,
     )
-    results: dict[str, float] = {}
+    results = Results()
     for name in resolved:
-        results.update(METRICS[name].compute(ctx))
+        METRICS[name].compute(ctx, results)
     return results
 
 
-__all__ = ["METRICS", "EvalContext", "Metric", "evaluate", "resolve_metric_names"]
+__all__ = ["METRICS", "EvalContext", "Metric", "Results", "evaluate", "resolve_metric_names"]

@@ -17,12 +17,21 @@ from pathlib import Path
 
 import torch
 
-from progan_dsl.cliutil import UserErrorParser
+from progan_dsl.cliutil import (
+    NETWORK_HELP,
+    add_common,
+    add_device,
+    parser_for,
+    positive_int,
+    seed_int,
+)
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_text_atomic
 from progan_dsl.metrics import METRICS, evaluate, resolve_metric_names
 from progan_dsl.metrics.fid import cached_real_stats
 from progan_dsl.metrics.images import load_image_source, read_real_images
 from progan_dsl.metrics.msssim import NUM_PAIRS
+from progan_dsl.metrics.swd import DEFAULT_PATCHES, PATCH_SAMPLINGS
 
 DEFAULT_METRICS = "swd,msssim"
 DEFAULT_NUM = 10_000
@@ -32,8 +41,8 @@ examples:
   progan-metrics --data data/mnist32 --fake samples/ --metrics swd,msssim
   progan-metrics --data data/celeba128 --fake fakes.npy --metrics swd,msssim,fid,kid \\
       --num 10000 --device cuda --json results/metrics.json
-  progan-metrics --data data/mnist32 --run runs/00000-mnist_32 --metrics swd,msssim --num 2048
-  progan-metrics --data data/mnist32 --onnx g.onnx --metrics swd
+  progan-metrics --data data/mnist32 --network runs/00000-mnist_32 --metrics swd,msssim --num 2048
+  progan-metrics --data data/mnist32 --network g.onnx --metrics swd
 """
 
 
@@ -44,13 +53,9 @@ def default_cache_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    metric_lines = "\n".join(f"  {m.name:<8}{m.description}" for m in METRICS.values())
-    parser = UserErrorParser(
-        prog="progan-metrics",
-        description="Score generated images against a dataset made by progan-dataset.",
-        epilog=f"metrics:\n{metric_lines}\n\n{_EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    metric_lines = "\n".join(f"  {m.name:<10}{m.description}" for m in METRICS.values())
+    parser = parser_for("progan-metrics", "Score generated images against a dataset made by "
+                        "progan-dataset.", f"metrics:\n{metric_lines}\n\n{_EXAMPLES}")
     parser.add_argument(
         "--data", type=Path, help="dataset directory (real images); needed by swd, fid, kid"
     )
@@ -58,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--fake", type=Path, help="generated images: a folder of PNGs or a uint8 .npy"
     )
-    source.add_argument(
-        "--run", type=Path, help="a training run folder: its newest stable EMA generator"
-    )
-    source.add_argument(
-        "--checkpoint", type=Path, help="a checkpoint file: its EMA generator"
-    )
-    source.add_argument("--onnx", type=Path, help="an exported generator (.onnx)")
+    source.add_argument("--network", type=Path, metavar="PATH", help=NETWORK_HELP)
     parser.add_argument(
         "--metrics",
         default=DEFAULT_METRICS,
@@ -72,25 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--num",
-        type=int,
+        type=positive_int,
         default=DEFAULT_NUM,
         help=f"images per set, at most (default {DEFAULT_NUM})",
     )
     parser.add_argument(
         "--pairs",
-        type=int,
+        type=positive_int,
         default=NUM_PAIRS,
         help=f"random pairs of generated images for msssim (default {NUM_PAIRS}, as the paper)",
     )
     parser.add_argument(
+        "--swd-patches",
+        choices=PATCH_SAMPLINGS,
+        default=DEFAULT_PATCHES,
+        help="fresh (default): each set its own patch positions, as the official evaluation; "
+        "shared: the same positions (identical sets give 0; lower than official on aligned data)",
+    )
+    parser.add_argument(
         "--resolution",
-        type=int,
+        type=positive_int,
         help="dataset level to compare with (default: the generated images' size)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
+    add_device(parser)
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of all random sampling (default 0)"
+        "--seed", type=seed_int, default=0, help="seed of all random sampling (default 0)"
     )
     parser.add_argument(
         "--cache-dir",
@@ -101,30 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write cached real-image statistics"
     )
+    add_common(parser)
     return parser
 
 
 def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
     """The generated images to score, uint8 [N, C, H, W]: read from --fake, or drawn (seeded)
-    from the generator of --run / --checkpoint / --onnx."""
+    from the generator of --network."""
     if args.fake is not None:
         return load_image_source(args.fake, args.num)
-    from progan_dsl.export.sampling import open_sampler
+    from progan_dsl.generate.sampler import is_onnx, open_sampler
 
-    sampler = open_sampler(
-        onnx=args.onnx,
-        checkpoint=args.run if args.run is not None else args.checkpoint,
-        device=args.device,
-        resolution=args.resolution if args.onnx is None else None,
-    )
+    resolution = None if is_onnx(args.network) else args.resolution
+    sampler = open_sampler(args.network, device=args.device, resolution=resolution)
     return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))
 
 
 def _fake_label(args: argparse.Namespace) -> str:
-    for flag in ("fake", "run", "checkpoint", "onnx"):
-        if getattr(args, flag) is not None:
-            return f"{getattr(args, flag)}" if flag == "fake" else f"{flag} {getattr(args, flag)}"
-    return "?"
+    return str(args.fake) if args.fake is not None else f"network {args.network}"
 
 
 def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
@@ -135,17 +135,9 @@ def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
 def _check_args(args: argparse.Namespace) -> torch.device:
     if args.num < 2:
         raise UserError(f"--num must be at least 2, got {args.num}")
-    if args.pairs < 1:
-        raise UserError(f"--pairs must be at least 1, got {args.pairs}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise UserError(f"--device: {err}") from err
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda[:index], got '{args.device}'")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available; use --device cpu")
-    return device
+    from progan_dsl.devices import torch_device
+
+    return torch_device(args.device)
 
 
 def format_table(results: dict[str, float]) -> str:
@@ -208,12 +200,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=device,
         seed=args.seed,
         msssim_pairs=args.pairs,
+        swd_patches=args.swd_patches,
         real_stats=real_stats,
     )
 
     real_note = "none" if real is None else f"{args.data}: {_shape(real)}"
-    print(f"real: {real_note}\nfake: {_fake_label(args)}: {_shape(fake)}")
-    print(format_table(results))
+    if not args.quiet:
+        print(f"real: {real_note}\nfake: {_fake_label(args)}: {_shape(fake)}")
+        print(format_table(results))
+        for note in results.notes:
+            print(f"note: {note}")
     if args.json is not None:
         report = {
             "metrics": results,
@@ -224,9 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fake": _fake_label(args),
             "seed": args.seed,
             "msssim_pairs": args.pairs if "msssim" in names else None,
+            "swd_patches": args.swd_patches if {"swd", "swd_floor"} & set(names) else None,
+            "notes": results.notes,
             "device": str(device),
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        if not args.quiet:
+            print(f"wrote {args.json}")
     return 0

@@ -141,7 +141,9 @@ def test_fid_uses_the_real_stats_cache(
             ["--fake-path", "gray.npy"],
             "real images are 32x32 with 3 channel(s), generated ones 32x32 with 1",
         ),
-        (["--pairs", "0"], "--pairs must be at least 1"),
+        (["--pairs", "0"], "--pairs: '0' must be at least 1"),
+        (["--swd-patches", "some"], "--swd-patches"),
+        (["--num", "100000000000"], "allowed"),
     ],
 )
 def test_user_errors_exit_2(
@@ -175,11 +177,12 @@ def test_dataset_without_the_level(
 
 
 def test_registry_names_and_errors() -> None:
-    assert list(METRICS) == ["swd", "msssim", "fid", "kid"]
+    assert list(METRICS) == ["swd", "swd_floor", "msssim", "fid", "kid"]
     assert resolve_metric_names([" SWD", "msssim", "swd"]) == ["swd", "msssim"]
     with pytest.raises(
         UserError,
-        match="unknown metric 'ms-ssim' \\(did you mean 'msssim'\\?\\); valid metrics: swd, msssim, fid, kid",
+        match="unknown metric 'ms-ssim' \\(did you mean 'msssim'\\?\\); valid metrics: swd, swd_floor, "
+        "msssim, fid, kid",
     ):
         resolve_metric_names(["ms-ssim"])
     with pytest.raises(UserError, match="valid metrics"):
