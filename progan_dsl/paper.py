@@ -43,7 +43,6 @@ G_EMA_DECAY = 0.999  # official train.py G_smoothing = 0.999 (Section 5: running
 D_REPEATS = 1  # official train.py D_repeats = 1: one D step per G step
 FADE_KIMG = 600  # official train.py lod_transition_kimg = 600 (the paper's Appendix A uses 800)
 STABLE_KIMG = 600  # official train.py lod_training_kimg = 600 (the paper uses 800)
-TOTAL_KIMG = 12000  # official config.py preset-v2: train.total_kimg = 12000
 
 # ---- not from the paper, named here so that every default has one home ---------------------------
 R1_GAMMA = 10.0  # Mescheder et al. 2018 (R1 regulariser), the weight StyleGAN uses at 1024x1024

@@ -326,11 +326,11 @@ Kimg = Annotated[StrictFloat, Field(ge=0, le=MAX_KIMG)]
 
 class ScheduleSpec(Model):
     fade_kimg: Kimg | dict[Resolution, Kimg] = Field(
-        FADE_KIMG,
+        float(FADE_KIMG),  # a float: the union would dump an int default as 600, not 600.0
         description="Thousands of images per fade-in phase (paper 800, official 600), or a table.",
     )
     stable_kimg: Kimg | dict[Resolution, Kimg] = Field(
-        STABLE_KIMG, description="Thousands of images per stabilisation phase, or a table."
+        float(STABLE_KIMG), description="Thousands of images per stabilisation phase, or a table."
     )
     total_kimg: Kimg | None = Field(
         None, description="Total length; the final resolution trains until then (official 12000)."

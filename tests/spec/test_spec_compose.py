@@ -220,3 +220,15 @@ def test_yaml_12_floats() -> None:
         "  final_resolution: 16", "  final_resolution: 16\n  pixel_norm: {epsilon: 1e-6}"
     )
     assert load_spec_text(text).spec.architecture.pixel_norm.epsilon == 1e-6
+
+
+def test_writing_a_default_out_does_not_change_the_hash() -> None:
+    import warnings
+
+    base = TINY.read_text().replace("    total_kimg: 0.384\n", "")
+    omitted = base.replace("    fade_kimg: 0.064\n    stable_kimg: 0.064\n", "")
+    written = base.replace("    fade_kimg: 0.064\n    stable_kimg: 0.064\n",
+                           "    fade_kimg: 600\n    stable_kimg: 600.0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pydantic serializer warning for the int default
+        assert load_spec_text(omitted).hash == load_spec_text(written).hash
