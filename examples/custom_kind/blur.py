@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from progan_dsl.kinds import LayerBase, LayerKind, register
 
 
 class BlurLayer(LayerBase):
     kind: Literal["blur"] = Field(description="Separable low-pass filter, e.g. before downsampling.")
-    taps: list[int] = Field(default_factory=lambda: [1, 2, 1], min_length=1, max_length=7,
+    taps: list[StrictInt] = Field(default_factory=lambda: [1, 2, 1], min_length=1, max_length=7,
                             description="1-D filter taps (normalised to sum 1).")
 
 

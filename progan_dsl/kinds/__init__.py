@@ -4,7 +4,7 @@ A `LayerKind` bundles everything the pipeline needs to know about one kind of la
 parameters (a pydantic model), shape inference and parameter count (used by the IR), the runtime
 module and constructor arguments (used by codegen), and its diagram style (used by render).
 Adding a kind, from inside or outside the package, is one `register(LayerKind(...))` call;
-see `examples/custom_layer_kind.py`. No torch here: runtime classes are named, not imported.
+see `examples/custom_kind/blur.py`. No torch here: runtime classes are named, not imported.
 """
 
 from progan_dsl.kinds import builtin as _builtin  # noqa: F401  (registers the built-in kinds)
@@ -14,6 +14,7 @@ from progan_dsl.kinds.base import (
     LayerBase,
     LayerKind,
     NodeFacts,
+    SpecModel,
     get_kind,
     register,
     spec_kind_names,
@@ -25,6 +26,7 @@ __all__ = [
     "LayerBase",
     "LayerKind",
     "NodeFacts",
+    "SpecModel",
     "get_kind",
     "register",
     "spec_kind_names",
