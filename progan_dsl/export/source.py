@@ -12,15 +12,13 @@ Owns the layout of that folder, for users who would rather ship torch than ONNX:
 The code comes from the one codegen path (`progan_dsl.codegen`: `emit_package`, and the
 `generate.py.j2` template), so it is the same module that was trained and exported to ONNX.
 `generate.py` uses the project's latent recipe and uint8 conversion, so it draws the same images
-as `progan-generate` for a seed. The folder is built beside DIR and renamed into place; an
-existing DIR is replaced only with `force` and only when it holds an earlier export (its
-G_ema.safetensors).
+as `progan-generate` for a seed. The folder is built beside DIR and published whole; a
+non-empty DIR is replaced only with `force` and only when it holds an earlier --source export and
+nothing else (`fsutil.plan_output_dir`).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,12 +28,12 @@ from torch import nn
 from progan_dsl.codegen import class_name, emit_package
 from progan_dsl.codegen.render import render_template
 from progan_dsl.compiler import Program
-from progan_dsl.errors import UserError
-from progan_dsl.fsutil import replace_dir
+from progan_dsl.fsutil import plan_output_dir, staged_dir
 from progan_dsl.images import GUTTER, GUTTER_VALUE
 from progan_dsl.ir import Stage
 
 WEIGHTS_FILE = "G_ema.safetensors"
+OUTPUT_KIND = "progan-export --source"
 
 def package_name(program: Program) -> str:
     """`progan_<spec name>`: a valid module name (spec names are validated identifiers)."""
@@ -52,19 +50,9 @@ def write_torch_source(
     force: bool = False,
 ) -> Path:
     """Write the folder described in the module docstring for stable stage `stage`; return it."""
-    out = Path(folder)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--source {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / WEIGHTS_FILE).is_file():
-            raise UserError(f"--source {out}: the folder is not empty and is not an earlier "
-                            f"--source export; choose a new folder")
-        if not force:
-            raise UserError(f"--source {out}: holds an earlier export; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        package = package_name(program)
+    plan = plan_output_dir(folder, kind=OUTPUT_KIND, force=force)
+    package = package_name(program)
+    with staged_dir(plan) as tmp:
         emit_package(program.graphs, tmp / package)
         weights = {name: t.detach().to("cpu").contiguous() for name, t in G.state_dict().items()}
         info = {
@@ -76,7 +64,7 @@ def write_torch_source(
         }
         info.update({key: str(value) for key, value in (metadata or {}).items()})
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata=info)
-        (tmp / "spec.yaml").write_text(program.loaded.doc.text)
+        (tmp / "spec.yaml").write_text(program.loaded.standalone_text())
         (tmp / "generate.py").write_text(
             render_template(
                 "generate.py.j2",
@@ -90,8 +78,5 @@ def write_torch_source(
                 gutter_value=GUTTER_VALUE,
             )
         )
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out = plan.path
     return out

@@ -9,51 +9,33 @@ Images arrive as uint8 [N, C, H, W] with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from progan_dsl.errors import UserError
-from progan_dsl.fsutil import write_atomic_with, write_text_atomic
+from progan_dsl.fsutil import plan_output_dir, staged_dir, write_atomic_with
 from progan_dsl.images import to_pil, write_png
 
 ANIMATIONS = (".gif", ".mp4")
 
 
-MARKER = ".progan-generate.json"  # what progan-generate wrote into a folder (names it may replace)
+OUTPUT_KIND = "progan-generate"
 
 
 def write_image_folder(images: np.ndarray, folder: str | Path, names: list[str], *,
                        force: bool = False) -> list[Path]:
     """uint8 [N, C, H, W] as `folder/<name>.png` (names from the caller, e.g. `seed0042`).
 
-    A non-empty folder is refused unless `force`; with it, only the files an earlier
-    progan-generate run listed in the folder's marker are removed first (never anything else)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not force:
-            raise UserError(f"--out {folder}: the folder is not empty; choose an empty or new "
-                            f"folder, or pass --force to replace what progan-generate wrote there")
-        for name in _marked(folder):
-            (folder / name).unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [f"{name}.png" for name in names]
-    write_text_atomic(folder / MARKER, json.dumps({"written_by": "progan-generate",
-                                                   "files": written}, indent=1) + "\n")
-    return [write_png(folder / file, img.transpose(1, 2, 0))
-            for file, img in zip(written, images, strict=True)]
-
-
-def _marked(folder: Path) -> list[str]:
-    """File names an earlier run recorded in the marker (plain names inside the folder only)."""
-    try:
-        files = json.loads((folder / MARKER).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [f for f in files if isinstance(f, str) and Path(f).name == f and f.endswith(".png")]
+    The folder rule of every command (`fsutil.plan_output_dir`): a new or empty folder is
+    written; a non-empty one only with `force` and only if it holds an earlier progan-generate
+    output and nothing else. The folder is built beside the target and published whole."""
+    plan = plan_output_dir(folder, kind=OUTPUT_KIND, force=force)
+    files = [f"{name}.png" for name in names]
+    with staged_dir(plan) as tmp:
+        for file, img in zip(files, images, strict=True):
+            write_png(tmp / file, img.transpose(1, 2, 0))
+    return [plan.path / file for file in files]
 
 
 def write_gif(frames: np.ndarray, path: str | Path, fps: float) -> Path:

@@ -16,7 +16,6 @@ the same collectives in the same order.
 
 from __future__ import annotations
 
-import errno
 import signal
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import torch
 from progan_dsl.compiler import compile_spec
 from progan_dsl.data.loader import ImageDataset, ImageLoader
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_error_message
 from progan_dsl.spec import LoadedSpec, load_spec
 from progan_dsl.train import distributed as distr
 from progan_dsl.train.evaluator import Evaluator
@@ -164,12 +164,11 @@ def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHoo
     try:
         with loader, StopSignals() as stop:
             return run.go(stop, on_iteration, wall_start)
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(f"disk full while writing {err.filename or 'a run file'}; nothing "
-                            f"older was touched; free some space and resume with: "
-                            f"{run.resume_command()}") from None
-        raise
+    except (OSError, RuntimeError) as err:  # torch.save wraps the OSError in a RuntimeError
+        message = write_error_message(err, "a run file", f"resume with: {run.resume_command()}")
+        if message is None:
+            raise
+        raise UserError(message) from None
     finally:
         run.close()
 

@@ -69,12 +69,17 @@ def test_output_folders_are_not_clobbered(exported: Path, tmp_path: Path, capsys
     out = tmp_path / "mixed"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert gen("--network", str(exported), "--num", "2", "--out", str(out)) == 2
-    assert "not empty" in capsys.readouterr().err
-    assert gen("--network", str(exported), "--num", "3", "--out", str(out), "--force") == 0
-    assert gen("--network", str(exported), "--num", "2", "--out", str(out), "--force") == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [".progan-generate.json", "img000000.png", "img000001.png", "notes.txt"]
+    for extra in ([], ["--force"]):  # a folder that holds someone else's files: never touched
+        assert gen("--network", str(exported), "--num", "2", "--out", str(out), *extra) == 2
+        assert "not an earlier progan-generate output" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    mine = tmp_path / "mine"
+    assert gen("--network", str(exported), "--num", "3", "--out", str(mine)) == 0
+    assert gen("--network", str(exported), "--num", "2", "--out", str(mine)) == 2
+    assert "pass --force to replace it" in capsys.readouterr().err
+    assert gen("--network", str(exported), "--num", "2", "--out", str(mine), "--force") == 0
+    names = sorted(p.name for p in mine.iterdir())
+    assert names == [".progan-output.json", "img000000.png", "img000001.png"]
 
 
 def test_interpolation_gif_and_frames(exported: Path, tmp_path: Path) -> None:
