@@ -255,10 +255,10 @@ class _Run:
             self._tick()
         if evaluate:
             self._evaluate()
-        if snap or stopping:
-            self._checkpoint()
         if stopping:
             self._interrupted(stop.received or signal.SIGINT)
+        if snap:
+            self._checkpoint()
         self.monitor.start_segment()
 
     def _stop_requested(self, stop: StopSignals, routine: bool) -> bool:
@@ -332,8 +332,10 @@ class _Run:
                               self.recorder.run.path)
 
     def _interrupted(self, signum: int) -> None:
+        """Log the signal, write a checkpoint (the resume point), stop."""
         name = signal.Signals(signum).name
         self._event("interrupted", signal=name)
+        self._checkpoint()
         raise TrainingInterrupted(
             f"{name}: stopped at {self.trainer.images_shown / 1000:g} kimg after writing "
             f"{self.recorder.last_checkpoint}; resume with: {self.resume_command()}", signum)

@@ -104,10 +104,12 @@ class RunDir:
 
     def abandon_after(self, images_shown: int, dropped_log: list[dict[str, Any]]) -> Path | None:
         """Move checkpoints newer than `images_shown` (and the log records past it) into
-        `abandoned/<time>/`: resuming an older checkpoint makes them another future."""
+        `abandoned/<time>/`: resuming an older checkpoint makes them another future. Without
+        later checkpoints nothing moves (records past the last checkpoint of a killed run are
+        recomputed identically by the resumed run)."""
         later = [p for p in list_checkpoints(self.checkpoints)
                  if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > images_shown]  # type: ignore[union-attr]
-        if not later and not dropped_log:
+        if not later:  # only the torn tail of a killed run: it is recomputed identically
             return None
         target = self.abandoned / time.strftime("%Y%m%d-%H%M%S")
         while target.exists():

@@ -21,9 +21,10 @@ from progan_dsl.ir.dump import dump
 from progan_dsl.spec import load_spec, load_spec_text
 from progan_dsl.checkpoint import Checkpoint, list_checkpoints
 from progan_dsl.train.loop import TrainingDiverged, TrainOptions, TrainResult, train
+from tests.conftest import TRAIN_SEED
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = 7
+SEED = TRAIN_SEED
 # Killed after the iteration that reaches 240 images: the last checkpoint is at 224 images,
 # in the middle of the 16x16 fade-in (192-256 images, alpha 0.5 there).
 KILL_AT = 240
@@ -50,8 +51,8 @@ def options(spec: Path, data: Path, outdir: Path, **kw) -> TrainOptions:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(train_spec: Path, train_data: Path, tmp_path_factory) -> TrainResult:
-    return train(options(train_spec, train_data, tmp_path_factory.mktemp("a"), seed=SEED))
+def uninterrupted(reference_run: TrainResult) -> TrainResult:
+    return reference_run
 
 
 def ticks(run: Path) -> list[dict]:
