@@ -32,7 +32,10 @@ class _Ctx:
         self, net: str, res: int, name: str, layer: LayerBase, role: Role, loc: tuple[Any, ...]
     ) -> Node:
         kind = get_kind(layer.kind)  # type: ignore[attr-defined]
-        act = getattr(layer, "activation", None) or self.arch.activation.kind
+        # A downsample is linear unless it says otherwise or takes over the activation of the
+        # conv before it (`_move_activation_past_downsample`): pooling then activation once.
+        default = "linear" if kind.name == "downsample" else self.arch.activation.kind
+        act = getattr(layer, "activation", None) or default
         normalize = getattr(layer, "normalize", None)
         if normalize is None:
             normalize = (

@@ -7,7 +7,6 @@ fix are `UserError`s, printed by `progan_dsl.cli` without a traceback (exit 2).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,8 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_name(args.name)
     check_target(args.out, force=args.force)
     imported, written = import_pickle(args.network, args.out, name=args.name, force=args.force)
-    for warning in imported.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if args.quiet:
         return 0
     pkl, nets, stage = imported.pickle, imported.nets, imported.stage

@@ -82,11 +82,10 @@ class ImportedNetworks:
     D: dict[str, Tensor]
     G_ema: dict[str, Tensor]
     counts: Mapping[str, Counts]  # "G", "D"
-    warnings: tuple[str, ...] = ()  # where the compiled networks are known to differ
 
     @property
     def spec_text(self) -> str:
-        return self.loaded.doc.text
+        return self.loaded.standalone_text()
 
     def info(self) -> dict[str, Any]:
         """Provenance stored in the checkpoint (plain values only)."""
@@ -111,7 +110,6 @@ class ImportedNetworks:
             "official_dtype": self.nets.G.dtype,
             "pickle_protocol": pkl.protocol,
             "G_ema": "the pickle's Gs",
-            "known_differences": list(self.warnings),
         }
 
 
@@ -164,24 +162,6 @@ def _load(text: str, spec_path: str, file: str) -> LoadedSpec:
         raise UserError(
             f"{file}: these networks cannot be written in the spec language:\n{err}"
         ) from None
-
-
-def known_differences(program: Program, stage: Stage, nets: OfficialNetworks) -> list[str]:
-    """Checks of the compiled graph where this version of the compiler is known to depart from
-    the official maths. Official unfused D: act(bias(conv)) and then 2x2 average pooling, nothing
-    after the pooling (the spec's `downsample` with takes_activation: false)."""
-    out = []
-    if not nets.D.fused_scale:
-        pools = [n for n in program.graph("D", stage).nodes() if n.kind == "downsample"]
-        bad = [n.id for n in pools if n.activation != "linear"]
-        if bad:
-            out.append(
-                f"D applies its activation again after the unfused 2x2 pooling ({bad[0]}: "
-                f"{pools[0].activation}); the official D does not, so D's scores differ "
-                "until progan-dsl's downsample (takes_activation: false) is linear. G and "
-                "G_ema are exact."
-            )
-    return out
 
 
 def _write_spec(
@@ -248,7 +228,6 @@ def convert_pickle(
         D=states["D"],
         G_ema=states["G_ema"],
         counts=counts,
-        warnings=tuple(known_differences(program, stage, nets)),
     )
 
 
