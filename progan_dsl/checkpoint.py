@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -44,7 +44,7 @@ from torch import Tensor
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_atomic_with
 from progan_dsl.ir import Stage
-from progan_dsl.ir.types import Phase
+from progan_dsl.ir.pipeline import PHASES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,7 +56,6 @@ FORMAT = "progan-dsl-checkpoint"
 VERSION = 1
 PATTERN = re.compile(r"^checkpoint-(\d{9})\.pt$")
 TRAINING_KEYS = ("opt_G", "opt_D", "rng", "loader")
-PHASES: tuple[str, ...] = get_args(Phase)
 
 StateDict = dict[str, Tensor]
 

@@ -8,26 +8,31 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from progan_dsl.cliutil import UserErrorParser
+from progan_dsl.cliutil import add_common, add_set, parser_for
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import write_text_atomic
+
+if TYPE_CHECKING:
+    from progan_dsl.compiler import Program
 
 EXAMPLES = """examples:
   progan-compile specs/celebahq_1024.yaml                 validate, print a summary
   progan-compile specs/celebahq_1024.yaml --table         Table 2 of the final G and D
   progan-compile specs/mnist_32.yaml --dump --stage 16    graph dump of stage 16 (fade+stable)
   progan-compile specs/mnist_32.yaml --emit-source out/   standalone PyTorch modules
+  progan-compile specs/mnist_32.yaml --set architecture.latent_size=256   override a value
   progan-compile specs/celebahq_1024.yaml --render diagrams/ --format png --stage 8
   progan-compile --schema schema/progan-spec.schema.json  JSON Schema for editors
 """
 
 
 def parser() -> argparse.ArgumentParser:
-    p = UserErrorParser(
-        prog="progan-compile", description="Compile a ProGAN spec: validate, inspect, emit code, draw.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = parser_for("progan-compile", "Compile a ProGAN spec: validate, inspect, emit code, draw.",
+                   EXAMPLES)
     p.add_argument("spec", nargs="?", help="spec YAML file")
+    add_set(p)
     p.add_argument("--table", action="store_true", help="print the paper-style layer table (Table 2)")
     p.add_argument("--dump", action="store_true", help="print the block graphs as text")
     p.add_argument("--stage", default="all", help="resolution for --dump/--render/--emit (default all)")
@@ -41,24 +46,11 @@ def parser() -> argparse.ArgumentParser:
     fuse.add_argument("--fuse", dest="fused", action="store_true", default=None,
                       help="force the fused up/down convs on")
     fuse.add_argument("--no-fuse", dest="fused", action="store_false", help="force them off")
+    add_common(p)
     return p
 
 
-def _stages(program, which: str):  # type: ignore[no-untyped-def]
-    if which == "all":
-        return program.stages
-    try:
-        res = int(which)
-    except ValueError:
-        raise UserError(f"--stage: expected a resolution or 'all', got {which!r}") from None
-    chosen = [s for s in program.stages if s.resolution == res]
-    if not chosen:
-        valid = sorted({s.resolution for s in program.stages})
-        raise UserError(f"--stage: {res} is not a resolution of this spec (resolutions: {valid})")
-    return chosen
-
-
-def summary(program) -> str:  # type: ignore[no-untyped-def]
+def summary(program: Program) -> str:
     spec, arch = program.spec, program.spec.architecture
     final = program.final_stage
     h, w = arch.spatial(arch.final_resolution)
@@ -88,18 +80,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.schema == "-":
             sys.stdout.write(text)
         else:
-            Path(args.schema).write_text(text)
-            print(f"wrote {args.schema}")
+            if Path(args.schema).is_dir():
+                raise UserError(f"--schema {args.schema}: is a folder; give the file to write")
+            write_text_atomic(args.schema, text)
+            if not args.quiet:
+                print(f"wrote {args.schema}")
         if not args.spec:
             return 0
     if not args.spec:
         raise UserError("no spec given (usage: progan-compile SPEC [options]; see --help)")
 
     from progan_dsl.compiler import compile_spec
+    from progan_dsl.ir.pipeline import select_stages
 
     start = time.perf_counter()
-    program = compile_spec(args.spec, fused=args.fused)
-    stages = _stages(program, args.stage)
+    program = compile_spec(args.spec, fused=args.fused, overrides=args.overrides)
+    stages = select_stages(program.stages, args.stage, spec_name=program.spec.name)
+    say = print if not args.quiet else (lambda *_: None)
     did = False
     if args.table:
         from progan_dsl.ir.table import format_table
@@ -117,15 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from progan_dsl.codegen import emit_package
 
         files = emit_package(program.graphs, args.emit_source, force=args.force)
-        print(f"wrote {len(files)} files to {args.emit_source}")
+        say(f"wrote {len(files)} files to {args.emit_source}")
         did = True
     if args.render:
         from progan_dsl.render import render
 
         files = render(program, args.render, fmt=args.format, stages=stages)
-        print(f"wrote {len(files)} files to {args.render}")
+        say(f"wrote {len(files)} files to {args.render}")
         did = True
     if not did:
         sys.stdout.write(summary(program))
-        print(f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s")
+        say(f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s")
     return 0

@@ -10,12 +10,14 @@ tracebacks stay those of the generated module). Callers never branch on the phas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from progan_dsl.codegen import class_name, load_class, module_view, render_stage
 from progan_dsl.ir import BlockGraph, CompiledGraphs, Stage, compile_graphs, param_count
+from progan_dsl.ir.pipeline import select_stages
 from progan_dsl.spec import LoadedSpec, Spec, load_spec
 
 if TYPE_CHECKING:
@@ -47,13 +49,8 @@ class Program:
         return self.graphs.fused
 
     def stage(self, resolution: int, phase: str = "stable") -> Stage:
-        for st in self.stages:
-            if st.resolution == resolution and st.phase == phase:
-                return st
-        valid = ", ".join(str(s) for s in self.stages)
-        from progan_dsl.errors import UserError
-
-        raise UserError(f"no stage {resolution}/{phase} in spec '{self.spec.name}' (stages: {valid})")
+        """The stage at (resolution, phase); the one stage-selection error otherwise."""
+        return select_stages(self.stages, resolution, phase, spec_name=self.spec.name)[0]
 
     @property
     def final_stage(self) -> Stage:
@@ -98,6 +95,13 @@ def _taking_alpha(cls: type[nn.Module]) -> type[nn.Module]:
     return type(cls.__name__, (cls,), namespace)
 
 
-def compile_spec(spec: str | Path | LoadedSpec, *, fused: bool | None = None) -> Program:
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+def compile_spec(spec: str | Path | LoadedSpec, *, fused: bool | None = None,
+                 overrides: Sequence[str] = ()) -> Program:
+    """Compile a spec file (with `--set` style `overrides`) or an already loaded spec."""
+    if isinstance(spec, LoadedSpec):
+        if overrides:
+            raise ValueError("overrides apply when loading: pass the spec path")
+        loaded = spec
+    else:
+        loaded = load_spec(spec, overrides=overrides)
     return Program(graphs=compile_graphs(loaded, fused=fused))

@@ -99,7 +99,7 @@ def export_metadata(
         "precision": precision,
         "batch": str(batch),
         "fused_scale": str(program.fused).lower(),
-        "spec_yaml": program.loaded.doc.text,
+        "spec_yaml": program.loaded.standalone_text(),
     }
 
 
