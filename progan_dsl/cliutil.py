@@ -43,6 +43,10 @@ def _version() -> str:
 def add_common(p: argparse.ArgumentParser) -> None:
     """--quiet and --version."""
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    add_version(p)
+
+
+def add_version(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", action="version", version=f"%(prog)s (progan-dsl {_version()})")
 
 
@@ -106,6 +110,7 @@ __all__ = [
     "add_device",
     "add_network",
     "add_set",
+    "add_version",
     "non_negative_int",
     "parser_for",
     "positive_float",

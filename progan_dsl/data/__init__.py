@@ -9,7 +9,13 @@ checked at open), `loader` (`ImageLoader`), `cli`.
 The loader imports torch; import it from `progan_dsl.data.loader`.
 """
 
-from progan_dsl.data.create import CreateOptions, CreateResult, create_dataset
-from progan_dsl.data.dataset import ImageDataset
+from progan_dsl.lazy import lazy_exports
 
-__all__ = ["CreateOptions", "CreateResult", "ImageDataset", "create_dataset"]
+_EXPORTS = {
+    "CreateOptions": "progan_dsl.data.create",
+    "CreateResult": "progan_dsl.data.create",
+    "ImageDataset": "progan_dsl.data.dataset",
+    "create_dataset": "progan_dsl.data.create",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

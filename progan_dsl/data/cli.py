@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from progan_dsl.cliutil import UserErrorParser, non_negative_int, positive_int
+from progan_dsl.cliutil import UserErrorParser, add_version, non_negative_int, positive_int
 from progan_dsl.data.create import CreateOptions, create_dataset
 from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.data.geometry import parse_shape
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
     create = sub.add_parser(
         "create",

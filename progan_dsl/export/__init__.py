@@ -6,6 +6,11 @@ Modules: `onnx_export` (`export_onnx` -> one self-contained, checked .onnx file 
 exported files is `progan_dsl.generate` (onnxruntime samplers).
 """
 
-from progan_dsl.export.onnx_export import export_onnx, parameter_elements
+from progan_dsl.lazy import lazy_exports
 
-__all__ = ["export_onnx", "parameter_elements"]
+_EXPORTS = {
+    "export_onnx": "progan_dsl.export.onnx_export",
+    "parameter_elements": "progan_dsl.export.onnx_export",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

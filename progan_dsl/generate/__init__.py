@@ -7,17 +7,17 @@ files), `sampler` (`open_sampler` -> `Sampler` over torch or onnxruntime), `medi
 GIF/MP4), `cli` (`progan-generate`).
 """
 
-from progan_dsl.generate.latents import interpolate, latents, latents_for_seeds, seed_list
-from progan_dsl.generate.sampler import Sampler, open_sampler
-from progan_dsl.generate.stable import StableGenerator, stable_generator
+from progan_dsl.lazy import lazy_exports
 
-__all__ = [
-    "Sampler",
-    "StableGenerator",
-    "interpolate",
-    "latents",
-    "latents_for_seeds",
-    "open_sampler",
-    "seed_list",
-    "stable_generator",
-]
+_EXPORTS = {
+    "Sampler": "progan_dsl.generate.sampler",
+    "StableGenerator": "progan_dsl.generate.stable",
+    "interpolate": "progan_dsl.generate.latents",
+    "latents": "progan_dsl.generate.latents",
+    "latents_for_seeds": "progan_dsl.generate.latents",
+    "open_sampler": "progan_dsl.generate.sampler",
+    "seed_list": "progan_dsl.generate.latents",
+    "stable_generator": "progan_dsl.generate.stable",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

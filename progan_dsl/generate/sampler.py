@@ -26,9 +26,8 @@ import numpy as np
 
 from progan_dsl.errors import UserError
 from progan_dsl.generate.latents import latents
-from progan_dsl.images import to_uint8
 
-if TYPE_CHECKING:  # importing it at run time would load torch for every onnx user
+if TYPE_CHECKING:  # imported when used: `--help` and onnx-only use need no torch
     from progan_dsl.generate.stable import StableGenerator
 
 DEFAULT_BATCH = 16  # latents per forward pass: a 1024x1024 G then needs ~1-2 GB of activations
@@ -75,6 +74,8 @@ class Sampler(ABC):
     def iter_uint8(self, n: int, seed: int) -> Iterator[np.ndarray]:
         """The n images of a seed as uint8 batches [b, C, H, W], for sets too large to hold at
         once (10k images at 1024x1024 are 126 GB as float32, 31 GB as uint8)."""
+        from progan_dsl.images import to_uint8  # torch: imported when images are made
+
         for batch in self.iter_sample(latents(n, self.latent_size, seed)):
             yield to_uint8(batch)
 

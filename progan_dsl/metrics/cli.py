@@ -14,8 +14,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from progan_dsl.cliutil import (
     NETWORK_HELP,
@@ -27,11 +26,16 @@ from progan_dsl.cliutil import (
 )
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_text_atomic
-from progan_dsl.metrics import METRICS, evaluate, resolve_metric_names
-from progan_dsl.metrics.fid import cached_real_stats
-from progan_dsl.metrics.images import load_image_source, read_real_images
-from progan_dsl.metrics.msssim import NUM_PAIRS
-from progan_dsl.metrics.swd import DEFAULT_PATCHES, PATCH_SAMPLINGS
+from progan_dsl.metrics.registry import (
+    DEFAULT_PATCHES,
+    METRIC_INFO,
+    PATCH_SAMPLINGS,
+    resolve_metric_names,
+)
+from progan_dsl.paper import MSSSIM_PAIRS as NUM_PAIRS
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_METRICS = "swd,msssim"
 DEFAULT_NUM = 10_000
@@ -53,7 +57,7 @@ def default_cache_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    metric_lines = "\n".join(f"  {m.name:<10}{m.description}" for m in METRICS.values())
+    metric_lines = "\n".join(f"  {m.name:<10}{m.description}" for m in METRIC_INFO.values())
     parser = parser_for("progan-metrics", "Score generated images against a dataset made by "
                         "progan-dataset.", f"metrics:\n{metric_lines}\n\n{_EXAMPLES}")
     parser.add_argument(
@@ -114,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
     """The generated images to score, uint8 [N, C, H, W]: read from --fake, or drawn (seeded)
     from the generator of --network."""
+    import torch
+
+    from progan_dsl.metrics.images import load_image_source
+
     if args.fake is not None:
         return load_image_source(args.fake, args.num)
     from progan_dsl.generate.sampler import is_onnx, open_sampler
@@ -129,6 +137,8 @@ def _fake_label(args: argparse.Namespace) -> str:
 
 def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
     """Real images of one dataset level, uint8 [N, C, H, W]."""
+    from progan_dsl.metrics.images import read_real_images
+
     return read_real_images(data, resolution, num)
 
 
@@ -156,7 +166,7 @@ def _read_real(
     args: argparse.Namespace, names: list[str], fake: torch.Tensor, resolution: int
 ) -> torch.Tensor | None:
     """The real images the metrics need (None for msssim alone), checked against the fakes."""
-    needing = [name for name in names if name != "msssim"]
+    needing = [name for name in names if METRIC_INFO[name].needs_real]
     if not needing:
         return None
     if args.data is None:
@@ -189,9 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     real_stats = None
     if real is not None and _INCEPTION_METRICS & set(names) and not args.no_cache:
         cache_dir = args.cache_dir or default_cache_dir()
+        from progan_dsl.metrics.fid import cached_real_stats
+
         real_stats = cached_real_stats(
             args.data, resolution, args.num, cache_dir, device=device, images=real
         )
+
+    from progan_dsl.metrics.evaluate import evaluate
 
     results = evaluate(
         names,

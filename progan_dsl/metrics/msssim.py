@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from progan_dsl.metrics.images import check_image_batch, check_same_shape
+from progan_dsl.paper import MSSSIM_PAIRS
 
 # Wang et al. 2003, Section 3.2, as the official ms_ssim.py uses them (they sum to 1.0001).
 MSSSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -49,7 +50,7 @@ MAX_VAL = 255.0  # dynamic range of uint8 images; official `max_val=255`
 NUM_SCALES = len(MSSSIM_WEIGHTS)  # the official code always computes five scales
 # Four exact 2x2 halvings need sides divisible by 2**4 = 16 (official: defined from 16x16 up).
 OFFICIAL_SIDE_MULTIPLE = 2 ** (NUM_SCALES - 1)
-NUM_PAIRS = 10_000  # paper Section 5: 10k pairs (official log name "metric-msssim-20k")
+NUM_PAIRS = MSSSIM_PAIRS  # paper Section 5: 10k pairs
 BATCH_SIZE = 256  # pairs per batch in `ms_ssim_diversity`; does not change the result
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ import torch
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.images import check_image_batch, check_same_shape
 from progan_dsl.metrics.pyramid import SWD_MIN_RESOLUTION, laplacian_level, swd_resolutions
+from progan_dsl.metrics.registry import DEFAULT_PATCHES, PATCH_SAMPLINGS, PatchSampling
 
 # Defaults from the official metrics/sliced_wasserstein.py `API.__init__` (paper Section 5).
 NHOOD_SIZE = 7  # 7x7 pixel neighbourhoods
@@ -64,9 +65,6 @@ GRAY_TILING_FACTOR = 0.9966
 # Images per pyramid batch: bounds memory only, does not change the result.
 BATCH_SIZE = 256
 
-PatchSampling = Literal["fresh", "shared"]
-PATCH_SAMPLINGS: tuple[str, ...] = get_args(PatchSampling)
-DEFAULT_PATCHES: PatchSampling = "fresh"  # the official evaluation's behaviour, see above
 SetName = Literal["real", "fake"]
 
 # Generator streams, so positions and directions never share random numbers. Real positions of

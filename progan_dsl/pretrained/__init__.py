@@ -13,14 +13,15 @@ progan-dsl spec and checkpoint (issue #14, importer part). Data flows one way:
 - `cli`: `progan-import NETWORK.pkl --out DIR` (also `python -m progan_dsl.pretrained`).
 """
 
-from progan_dsl.pretrained.importer import ImportedNetworks, convert_pickle, import_pickle
-from progan_dsl.pretrained.unpickle import OfficialPickle, RefusedGlobal, read_official_pickle
+from progan_dsl.lazy import lazy_exports
 
-__all__ = [
-    "ImportedNetworks",
-    "OfficialPickle",
-    "RefusedGlobal",
-    "convert_pickle",
-    "import_pickle",
-    "read_official_pickle",
-]
+_EXPORTS = {
+    "ImportedNetworks": "progan_dsl.pretrained.importer",
+    "OfficialPickle": "progan_dsl.pretrained.unpickle",
+    "RefusedGlobal": "progan_dsl.pretrained.unpickle",
+    "convert_pickle": "progan_dsl.pretrained.importer",
+    "import_pickle": "progan_dsl.pretrained.importer",
+    "read_official_pickle": "progan_dsl.pretrained.unpickle",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,7 @@
-"""`python -m progan_dsl.pretrained NETWORK.pkl --out DIR`: progan-import, with its exit codes."""
+"""`python -m progan_dsl.pretrained NETWORK.pkl --out DIR` is `progan-import`."""
 
 import sys
 
-from progan_dsl.cli import _run
-from progan_dsl.pretrained.cli import main
+from progan_dsl.cli import import_main
 
-sys.exit(_run(main, sys.argv[1:]))
+sys.exit(import_main())

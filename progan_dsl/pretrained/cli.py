@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from progan_dsl.cliutil import UserErrorParser
+from progan_dsl.cliutil import UserErrorParser, add_common
 
 EXAMPLES = """\
 examples:
@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty DIR (replaces only spec.yaml and the checkpoint)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    add_common(p)
     return p
 
 
@@ -62,9 +62,9 @@ def next_commands(checkpoint: Path, spec: Path, stem: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     from progan_dsl.pretrained.importer import check_name, check_target, import_pickle
 
-    args = parser().parse_args(argv)
     if args.name is not None:
         check_name(args.name)
     check_target(args.out, force=args.force)
