@@ -169,6 +169,20 @@ def _export_proto(
     return program.model_proto  # serialised from the edited `program.model`
 
 
+def _check_module_is_stage(program: Program, stage: Stage, G: nn.Module) -> None:
+    """The metadata names `stage`: the module must be that stage's generator (same parameter
+    names and shapes), not another stage's."""
+    with torch.device("meta"):
+        wanted = {k: tuple(v.shape) for k, v in program.build("G", stage).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in G.state_dict().items()}
+    if have != wanted:
+        missing = sorted(set(wanted) - set(have))[:3]
+        extra = sorted(set(have) - set(wanted))[:3]
+        raise UserError(f"the module is not the {stage} generator of spec '{program.spec.name}' "
+                        f"(missing {missing or 'nothing'}, unexpected {extra or 'nothing'}); "
+                        f"export the module of the stage the metadata names")
+
+
 def export_onnx(
     program: Program,
     stage: Stage,
@@ -188,6 +202,7 @@ def export_onnx(
     is written atomically (temporary file, fsync, rename)."""
     if stage.phase != "stable":
         raise UserError(f"stage {stage} is a fade-in (it takes alpha); export a stable stage")
+    _check_module_is_stage(program, stage, G)
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     fixed_batch = _check_batch(batch)

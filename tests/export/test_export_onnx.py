@@ -143,6 +143,9 @@ def test_fixed_batch_and_bad_requests(tiny: tuple, tmp_path: Path) -> None:
         export_onnx(program, stage, G, tmp_path / "x.onnx", precision="int8")
     with pytest.raises(UserError, match="batch"):
         export_onnx(program, stage, G, tmp_path / "x.onnx", batch=0)
+    earlier = program.build("G", program.stage(8, "stable"))
+    with pytest.raises(UserError, match="not the 16/stable generator.*unexpected .'b8_torgb"):
+        export_onnx(program, stage, earlier, tmp_path / "x.onnx")  # metadata would lie
     assert not (tmp_path / "x.onnx").exists()
 
 
