@@ -60,8 +60,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=non_negative_int, default=1, metavar="N",
                    help="data prefetch threads (default 1; results do not depend on it)")
     p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="CPU compute threads (default: torch's choice, one per core; on a machine "
-                   "busy with other work, fewer threads than cores is much faster)")
+                   help="CPU compute threads (default: the cores the load average leaves free, "
+                   "at least 1; on a machine busy with other work fewer threads are much faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
     gradfix = p.add_mutually_exclusive_group()
     gradfix.add_argument("--gradfix", dest="gradfix", action="store_true", default=None,

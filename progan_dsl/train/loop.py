@@ -27,6 +27,7 @@ import torch
 
 from progan_dsl.compiler import compile_spec
 from progan_dsl.data.loader import ImageDataset, ImageLoader
+from progan_dsl.devices import default_threads
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_error_message
 from progan_dsl.spec import LoadedSpec, load_spec
@@ -71,7 +72,7 @@ class TrainOptions:
     device: str | None = None  # "cpu", "cuda", "cuda:1" or None (CUDA when available)
     seed: int | None = None  # default 0 for a new run; a resumed run keeps its own
     workers: int = 1  # loader prefetch threads
-    threads: int | None = None  # CPU compute threads (torch.set_num_threads); None: torch's default
+    threads: int | None = None  # CPU compute threads; None: the cores the load leaves free
     progress: bool | None = None  # progress bar; None: when stderr is a terminal
     quiet: bool = False  # print nothing but errors (the run's log.txt still gets every line)
     gradfix: bool | None = None  # convs through gradfix; None: on CUDA only
@@ -127,6 +128,8 @@ def train(options: TrainOptions, *, on_iteration: IterationHook | None = None) -
     threads_before = torch.get_num_threads()
     if options.threads is not None:
         torch.set_num_threads(options.threads)
+    elif env.device.type == "cpu" and not env.enabled:  # torchrun gives each rank its share
+        torch.set_num_threads(default_threads())
     try:
         return _train(options, env, on_iteration)
     finally:
