@@ -308,8 +308,25 @@ def _run_dot(exe: str, src: Path, out: Path, fmt: str) -> None:
         raise RuntimeError(f"dot failed on {src}: {err.stderr.strip()}") from err
 
 
-def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str) -> str:
-    """`entries`: (title, basename) per diagram; images are `basename.fmt`, sources `basename.dot`."""
+INDEX_STYLE = (
+    "body{font-family:Helvetica,Arial,sans-serif;margin:2em}section{margin-bottom:3em}"
+    ".figure{overflow:auto;border:1px solid #dee2e6;max-height:90vh}"
+    ".figure svg,.figure img{max-width:100%;height:auto;display:block}"
+    ".natural svg,.natural img{max-width:none}"  # the overview: readable at its natural size
+)
+
+
+def _inline_svg(path: Path) -> str:
+    """An SVG file's <svg> element, for embedding in HTML (its <title> tooltips then work, which
+    they do not through <img>)."""
+    text = path.read_text(encoding="utf-8")
+    return text[text.index("<svg"):]
+
+
+def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str, out: Path) -> str:
+    """`entries`: (title, basename) per diagram; images are `basename.fmt`, sources `basename.dot`.
+    SVGs are embedded inline (hover a node for its IR id); every picture links to its full-size
+    file; the overview (the first entry) is shown at its natural size, scrolling if needed."""
     name = html.escape(program.spec.name)
     lines = [
         "<!DOCTYPE html>",
@@ -317,25 +334,29 @@ def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str) -> s
         "<head>",
         '<meta charset="utf-8">',
         f"<title>{name}: compiled networks</title>",
-        "<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em}"
-        "img{max-width:100%;border:1px solid #dee2e6}section{margin-bottom:3em}</style>",
+        f"<style>{INDEX_STYLE}</style>",
         "</head>",
         "<body>",
         f"<h1>{name}: compiled networks</h1>",
         f"<p>Spec <code>{html.escape(str(program.loaded.path))}</code>, sha256 "
-        f"<code>{program.loaded.hash[:16]}</code>. Hover a node for its IR id.</p>",
+        f"<code>{program.loaded.hash[:16]}</code>. Hover a node for its IR id; each picture's "
+        f"link opens it at full size.</p>",
         "<ul>",
     ]
     lines += [f'<li><a href="#{base}">{html.escape(title)}</a></li>' for title, base in entries]
     lines.append("</ul>")
-    for title, base in entries:
+    for i, (title, base) in enumerate(entries):
         lines.append(f'<section id="{base}">')
         lines.append(f"<h2>{html.escape(title)}</h2>")
         links = [f'<a href="{base}.dot">{base}.dot</a>']
-        if fmt in ("svg", "png"):
-            lines.append(f'<img src="{base}.{fmt}" alt="{html.escape(title)}">')
-        elif fmt == "pdf":
-            links.insert(0, f'<a href="{base}.pdf">{base}.pdf</a>')
+        if fmt in ("svg", "png", "pdf"):
+            links.insert(0, f'<a href="{base}.{fmt}">{base}.{fmt} (full size)</a>')
+        figure = "figure natural" if i == 0 else "figure"
+        if fmt == "svg":
+            lines.append(f'<div class="{figure}">{_inline_svg(out / f"{base}.svg")}</div>')
+        elif fmt == "png":
+            lines.append(f'<div class="{figure}"><a href="{base}.png"><img src="{base}.png" '
+                         f'alt="{html.escape(title)}"></a></div>')
         lines.append("<p>" + " · ".join(links) + "</p>")
         lines.append("</section>")
     lines += ["</body>", "</html>", ""]
@@ -385,6 +406,6 @@ def render(
             for fut in futures:
                 fut.result()
     index = out / "index.html"
-    index.write_text(_index_html(program, entries, fmt), encoding="utf-8")
+    index.write_text(_index_html(program, entries, fmt, out), encoding="utf-8")
     written.append(index)
     return written

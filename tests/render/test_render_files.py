@@ -162,10 +162,13 @@ def test_svg_of_two_stages(tiny: Program, tmp_path: Path) -> None:
     assert texts.count("alpha") == 2 and texts.count("1 - alpha") == 2
     assert "1,740 params" in texts  # G.b8.conv0
     imgs, links = _index_refs(tmp_path / "index.html")
-    assert imgs == [f"{b}.svg" for b in bases]
-    assert links == [f"{b}.dot" for b in bases]
-    for ref in imgs + links:
+    assert imgs == []  # SVGs are embedded inline, so their node tooltips work
+    assert links == [f"{b}.{ext}" for b in bases for ext in ("svg", "dot")]  # full size + source
+    for ref in links:
         assert (tmp_path / ref).is_file()
+    index = (tmp_path / "index.html").read_text()
+    assert index.count("<svg") == 3 and "<title>G.b8.fade</title>" in index
+    assert '<div class="figure natural"><svg' in index  # the overview at its natural size
 
 
 @needs_dot
@@ -175,8 +178,9 @@ def test_png_and_pdf(tiny: Program, tmp_path: Path) -> None:
         assert im.format == "PNG"
         w, h = im.size
         assert 600 < w < 3000 and 600 < h < 3000
-    imgs, _ = _index_refs(tmp_path / "png" / "index.html")
+    imgs, links = _index_refs(tmp_path / "png" / "index.html")
     assert imgs == ["overview.png", "stage_0016_fade.png", "stage_0016_stable.png"]
+    assert [link for link in links if link.endswith(".png")] == [i for i in imgs for _ in (0, 1)]
     render(tiny, tmp_path / "pdf", fmt="pdf", stages=4)
     assert (tmp_path / "pdf" / "stage_0004_stable.pdf").read_bytes().startswith(b"%PDF")
     text = (tmp_path / "pdf" / "index.html").read_text()
