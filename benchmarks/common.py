@@ -1,8 +1,18 @@
-"""Shared benchmark helpers: timing, table printing, JSON results."""
+"""Shared benchmark helpers: threads, timing, the machine's context, tables and JSON results.
+
+Every benchmark takes `--threads N` (`add_threads`). The default (`default_threads`) is the
+number of cores other processes leave idle, at least 1, never more than torch's own default: on
+a shared machine the intra-op threads of one op wait for the slowest core, and with torch's
+default of one thread per core on a 2-core machine whose other core was busy the training
+benchmark ran up to 100x slower than with one thread (docs/benchmarks.md has the figures).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
 import platform
 import statistics
 import time
@@ -11,6 +21,56 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def default_threads() -> int:
+    """Cores left idle by other processes (1-minute load average), at least 1, at most torch's
+    default of one per core."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    idle = math.floor(cores - os.getloadavg()[0] + 0.5)
+    return max(1, min(torch.get_num_threads(), idle))
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads (default: the cores other processes leave "
+        "idle by the load average, at least 1)",
+    )
+
+
+def add_output(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"where the results go (default benchmarks/results/{name}.json)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not write the JSON results")
+
+
+def apply_threads(requested: int | None) -> dict[str, Any]:
+    """Set torch's intra-op threads; returns what was chosen and why, for the results."""
+    import torch
+
+    if requested is not None and requested < 1:
+        raise SystemExit(f"--threads must be at least 1, got {requested}")
+    load = os.getloadavg()[0]
+    threads = requested if requested is not None else default_threads()
+    torch.set_num_threads(threads)
+    how = "--threads" if requested is not None else "default (idle cores by load average)"
+    return {
+        "threads": threads,
+        "chosen_by": how,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_before": round(load, 2),
+    }
 
 
 def median_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> float:
@@ -24,12 +84,44 @@ def median_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """What the figures depend on: versions, processor, GPU, and the load while they ran."""
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "processor": platform.machine(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
+    return info
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    print("  ".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print("  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns))
+    lines = [
+        "  ".join(c.ljust(widths[c]) for c in columns).rstrip(),
+        "  ".join("-" * widths[c] for c in columns),
+    ]
+    lines += ["  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    print(format_table(rows, columns), flush=True)
 
 
 def _fmt(v: Any) -> str:
@@ -38,10 +130,20 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def write_json(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    payload = {"machine": {"python": platform.python_version(), "processor": platform.machine()}, **payload}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+def write_json(
+    name: str, payload: dict[str, Any], path: Path | None = None, *, quiet: bool = False
+) -> Path:
+    """The results as JSON at `path` (default benchmarks/results/NAME.json), written atomically
+    (a benchmark killed mid-write leaves the previous file)."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        **payload,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    if not quiet:
+        print(f"wrote {path}", flush=True)
     return path

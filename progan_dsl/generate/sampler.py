@@ -2,10 +2,12 @@
 
 Owns `open_sampler`, which opens a generator source behind the same `Sampler` interface. A
 source is named one way everywhere: a run folder (its newest stable EMA generator), a checkpoint
-file, or an exported `.onnx` file:
+file, an exported `.onnx` file or an AOTInductor `.pt2` package:
 
     sampler = open_sampler("g.onnx")                                  # onnxruntime
     sampler = open_sampler("runs/00003-celebahq", device="cuda")     # torch
+    sampler = open_sampler("runs/00003-celebahq", torch_backend="cudagraphs")  # replayed graphs
+    sampler = open_sampler("g.pt2")                                   # AOTInductor package
     sampler.latent_size, sampler.resolution, sampler.channels, sampler.height, sampler.width
     images = sampler.sample(z)              # float32 [N, C, H, W], nominal range [-1, 1]
     fakes = sampler.sample_uint8(1000, seed=0)              # uint8 [N, C, H, W]
@@ -13,6 +15,12 @@ file, or an exported `.onnx` file:
 
 `sample` returns the generator's raw output (nominally [-1, 1] like the training data, not
 clipped); the uint8 forms go through `progan_dsl.images.to_uint8`.
+
+Torch backends (`torch_backend`, `TORCH_BACKENDS`): `eager` (the module as it is), `compile`
+(`torch.compile`: measured 1.7-2.4x on a CPU once compiled, the first batch pays the compile),
+`cudagraphs` (CUDA only: the forward captured once as a CUDA graph and replayed, which removes
+the launch gaps; every pass then has the batch of the first, so a short last batch is padded).
+Modules and inputs are channels_last where that wins (`CHANNELS_LAST`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +40,10 @@ if TYPE_CHECKING:  # imported when used: `--help` and onnx-only use need no torc
 
 DEFAULT_BATCH = 16  # latents per forward pass: a 1024x1024 G then needs ~1-2 GB of activations
 ONNX_SUFFIX = ".onnx"
+AOTI_SUFFIX = ".pt2"
+TORCH_BACKENDS = ("eager", "compile", "cudagraphs")
+# Generation in channels_last per device type (measured: docs/benchmarks.md).
+CHANNELS_LAST = {"cuda": True, "cpu": False}
 
 
 class Sampler(ABC):
@@ -87,26 +99,117 @@ class Sampler(ABC):
         return np.concatenate(parts)
 
 
+class CudaGraphRunner:
+    """A module's forward captured as one CUDA graph per input shape and replayed. The tensor
+    returned is the graph's static output: valid until the next call (copy it out first)."""
+
+    def __init__(self, module: Any, warmup: int = 3) -> None:
+        self.module, self.warmup = module, warmup
+        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+
+    def _capture(self, z: Any) -> tuple[Any, Any, Any]:
+        import torch
+
+        static_in = z.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(self.warmup):  # cuDNN picks its algorithms outside the capture
+                self.module(static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            static_out = self.module(static_in)
+        return graph, static_in, static_out
+
+    def __call__(self, z: Any) -> Any:
+        key = (tuple(z.shape), z.dtype, z.device)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(z)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(z)
+        graph.replay()
+        return static_out
+
+
+def torch_runner(G: Any, backend: str, device: Any) -> Any:
+    """What runs `G` for a torch backend (`TORCH_BACKENDS`)."""
+    import torch
+
+    if backend not in TORCH_BACKENDS:
+        raise UserError(f"torch backend must be one of {', '.join(TORCH_BACKENDS)}, got "
+                        f"{backend!r}")
+    if backend == "compile":
+        return torch.compile(G)
+    if backend == "cudagraphs":
+        if device.type != "cuda":
+            raise UserError("the cudagraphs backend needs a CUDA device (--device cuda)")
+        return CudaGraphRunner(G)
+    return G
+
+
 class TorchSampler(Sampler):
-    """The generated PyTorch module of a stable stage (eval mode, no gradients)."""
+    """The generated PyTorch module of a stable stage (eval mode, no gradients), run eagerly,
+    compiled or replayed as CUDA graphs (`backend`)."""
 
     backend = "torch"
 
     def __init__(self, generator: StableGenerator, *, device: str | None = None,
-                 batch_size: int = DEFAULT_BATCH) -> None:
+                 batch_size: int = DEFAULT_BATCH, torch_backend: str = "eager",
+                 channels_last: bool | None = None) -> None:
+        import torch
+
         from progan_dsl.devices import torch_device
 
         self.device = torch_device(device)
-        self.G = generator.G.to(self.device).eval().requires_grad_(False)
+        nhwc = CHANNELS_LAST.get(self.device.type, False) if channels_last is None else channels_last
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        self.G = generator.G.to(self.device, memory_format=fmt).eval().requires_grad_(False)
+        self.run = torch_runner(self.G, torch_backend, self.device)
+        self.torch_backend = torch_backend
         arch = generator.program.spec.architecture
         self.latent_size = arch.latent_size
         self.resolution = generator.stage.resolution
         self.channels = arch.image_channels
         self.height, self.width = arch.spatial(generator.stage.resolution)
-        self.batch_size, self.fixed_batch = batch_size, None
+        self.batch_size = batch_size
+        self.fixed_batch = batch_size if torch_backend == "cudagraphs" else None
         self.generator = generator
         self.description = (f"{generator.weights} of {generator.path} (stage {generator.stage}, "
-                            f"{generator.images_trained:,} images trained)")
+                            f"{generator.images_trained:,} images trained, {torch_backend})")
+
+    def _forward(self, z: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            images = self.run(torch.from_numpy(z).to(self.device))
+        return images.float().cpu().numpy()
+
+
+class AotiSampler(Sampler):
+    """An AOTInductor `.pt2` package (`progan-export --aoti`), on the device it was built for."""
+
+    backend = "aoti"
+
+    def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH) -> None:
+        import torch
+
+        from progan_dsl.export.aoti import read_aoti_metadata
+
+        meta = read_aoti_metadata(path)
+        missing = [k for k in ("latent_size", "channels", "height", "width") if k not in meta]
+        if missing:
+            raise UserError(f"{path}: not a progan-export package (no {', '.join(missing)} in "
+                            "its metadata)")
+        self.G = torch._inductor.aoti_load_package(str(path))
+        self.device = torch.device(meta.get("device", "cpu"))
+        self.latent_size, self.channels = int(meta["latent_size"]), int(meta["channels"])
+        self.height, self.width = int(meta["height"]), int(meta["width"])
+        self.resolution = int(meta.get("resolution", max(self.height, self.width)))
+        batch = meta.get("batch", "dynamic")
+        self.batch_size, self.fixed_batch = batch_size, None if batch == "dynamic" else int(batch)
+        self.metadata = meta
+        self.description = f"{path} (AOTInductor, {self.device.type}, {meta.get('precision')})"
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         import torch
@@ -152,6 +255,10 @@ def is_onnx(source: str | Path) -> bool:
     return Path(source).suffix.lower() == ONNX_SUFFIX
 
 
+def is_aoti(source: str | Path) -> bool:
+    return Path(source).suffix.lower() == AOTI_SUFFIX
+
+
 def open_sampler(
     source: str | Path,
     *,
@@ -159,21 +266,27 @@ def open_sampler(
     provider: str = "auto",
     resolution: int | None = None,
     batch_size: int = DEFAULT_BATCH,
+    torch_backend: str = "eager",
 ) -> Sampler:
-    """A sampler over a generator source: a `.onnx` file (onnxruntime), or a checkpoint file or
-    run folder (torch, the newest stable EMA generator; `resolution` picks another stable stage,
-    see `stable_generator`). `device` None: CUDA when available. `provider` (auto, tensorrt,
-    cuda, cpu) applies to onnxruntime on a GPU."""
+    """A sampler over a generator source: a `.onnx` file (onnxruntime), a `.pt2` AOTInductor
+    package (on the device it was built for), or a checkpoint file or run folder (torch, the
+    newest stable EMA generator; `resolution` picks another stable stage, see
+    `stable_generator`; `torch_backend` one of `TORCH_BACKENDS`). `device` None: CUDA when
+    available. `provider` (auto, tensorrt, cuda, cpu) applies to onnxruntime on a GPU."""
     if batch_size < 1:
         raise UserError(f"--batch must be at least 1, got {batch_size}")
-    if is_onnx(source):
+    if is_onnx(source) or is_aoti(source):
+        kind = "an .onnx file" if is_onnx(source) else "a .pt2 package"
         if resolution is not None:
-            raise UserError("--resolution picks a stage of a checkpoint; an .onnx file has one")
+            raise UserError(f"--resolution picks a stage of a checkpoint; {kind} has one")
+        if is_aoti(source):
+            return AotiSampler(source, batch_size=batch_size)
         return OnnxSampler(source, device=device, provider=provider, batch_size=batch_size)
     from progan_dsl.generate.stable import stable_generator
 
     return TorchSampler(stable_generator(source, resolution=resolution), device=device,
-                        batch_size=batch_size)
+                        batch_size=batch_size, torch_backend=torch_backend)
 
 
-__all__ = ["DEFAULT_BATCH", "OnnxSampler", "Sampler", "TorchSampler", "is_onnx", "open_sampler"]
+__all__ = ["DEFAULT_BATCH", "TORCH_BACKENDS", "AotiSampler", "CudaGraphRunner", "OnnxSampler",
+           "Sampler", "TorchSampler", "is_aoti", "is_onnx", "open_sampler", "torch_runner"]

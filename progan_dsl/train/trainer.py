@@ -21,13 +21,15 @@ input is laid out so that the layer's `n % (N / G)` grouping picks them), and ea
 whole groups: groups never span ranks, and a multi-process run computes what the one-process run
 with the same global batch computes.
 
-CUDA: bf16 autocast when the spec asks for it, channels_last modules and inputs, fused Adam,
-gradfix convs (unless `gradfix=False`). CPU: fp32, stock convs.
+CUDA: bf16 autocast when the spec asks for it, fused Adam, gradfix convs (unless
+`gradfix=False`). CPU: fp32, stock convs. The fast paths (`fast=FastPaths(...)`: channels_last, D
+on reals and fakes in one call, torch.compile; see `progan_dsl.train.fast`) are switches with
+per-device defaults, and the inner loop makes no host syncs: statistics stay on the device until
+`sync_stats`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
 from collections.abc import Callable
@@ -42,7 +44,9 @@ from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
 from progan_dsl.images import to_uint8
 from progan_dsl.nn.layers import use_gradfix
+from progan_dsl.spec.models import OptimizerSpec
 from progan_dsl.train import distributed as distr
+from progan_dsl.train.fast import Critic, DevicePaths, FastPaths, group_layout
 from progan_dsl.train.losses import Batch, d_loss, g_loss, stat_names
 from progan_dsl.train.schedule import Phase, Schedule
 
@@ -54,18 +58,6 @@ def derive_seed(seed: int, *words: str | int) -> int:
     entropy = [seed] + [w if isinstance(w, int) else int.from_bytes(w.encode(), "little")
                         for w in words]
     return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def group_layout(x: Tensor, group_size: int) -> Tensor:
-    """Reorder a batch so that minibatch-stddev groups are contiguous runs of `group_size` samples.
-
-    The layer groups sample n with n % (N / G); this puts logical sample k*G + i at i*(N/G) + k,
-    so group k is samples [k*G, (k+1)*G) of the batch as drawn."""
-    n = x.shape[0]
-    g = min(group_size, n)
-    if g <= 1 or n % g:
-        return x
-    return x.reshape(n // g, g, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
 
 
 def rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -83,7 +75,17 @@ def rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device,
+                  where: object = "checkpoint") -> None:
+    """Restore what `rng_state` saved; `UserError` naming `where` when it is malformed."""
+    try:
+        _set_rng_state(state, gen, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"{where}: its RNG state is malformed ({type(err).__name__}: "
+                        f"{err})") from None
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
     gen.set_state(state["train"])
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
@@ -94,11 +96,52 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.dev
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def adam(module: nn.Module, lr: float, spec: OptimizerSpec, fused: bool) -> torch.optim.Optimizer:
+    """The spec's Adam over `module` (fused kernels on CUDA)."""
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(spec.beta1, spec.beta2),
+                            eps=spec.eps, fused=True if fused else None)
+
+
+def carry_optimizer_state(new_opt: torch.optim.Optimizer, new: nn.Module,
+                          old_opt: torch.optim.Optimizer, old: nn.Module) -> None:
+    """Keep Adam's moments for parameters that survive growth (matched by name)."""
+    old_params = dict(old.named_parameters())
+    for name, param in new.named_parameters():
+        old_param = old_params.get(name)
+        if old_param is None or old_param.shape != param.shape:
+            continue
+        state = old_opt.state.get(old_param)
+        if state:
+            new_opt.state[param] = {k: v.clone() for k, v in state.items()}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any], where: object,
+                         hyper: dict[str, Any]) -> None:
+    """A checkpoint's optimizer state into `opt`, then this run's hyperparameters (`hyper`)."""
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise UserError(f"{where}: its optimizer state does not fit the networks "
+                        f"({type(err).__name__}: {err})") from None
+    for group in opt.param_groups:
+        group.update(hyper)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, module: nn.Module, weight: float) -> None:
+    """ema <- lerp(ema, module, weight) for parameters; buffers copied."""
+    for p_ema, p in zip(ema.parameters(), module.parameters(), strict=True):
+        p_ema.lerp_(p, weight)
+    for b_ema, b in zip(ema.buffers(), module.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
 class Trainer:
     """The networks, optimizers and position of one run, and the steps that advance it."""
 
     def __init__(self, program: Program, schedule: Schedule, env: distr.DistEnv,
-                 reals: BatchSource, seed: int, *, gradfix: bool | None = None) -> None:
+                 reals: BatchSource, seed: int, *, gradfix: bool | None = None,
+                 fast: FastPaths | None = None) -> None:
         self.program = program
         self.training = program.spec.training
         self.schedule = schedule
@@ -109,6 +152,8 @@ class Trainer:
         self.gradfix = gradfix  # None: the layer runtime's device default (on for CUDA)
         self.cuda = self.device.type == "cuda"
         self.bf16 = self.cuda and self.training.precision == "bf16"
+        self.fast = (fast or FastPaths()).resolve(self.device)  # the switches in force
+        self.paths = DevicePaths(self.fast, self.device, self.bf16)
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # shapes are fixed within a phase
         self.group = program.spec.architecture.mbstd_group_size or 1
@@ -118,6 +163,8 @@ class Trainer:
         self.G: nn.Module | None = None
         self.D: nn.Module | None = None
         self.G_ema: nn.Module | None = None
+        self.G_run: Callable[..., Tensor] | None = None  # G, or G compiled (first-order calls)
+        self.D_run: Callable[..., Tensor] | None = None
         self.opt_G: torch.optim.Optimizer | None = None
         self.opt_D: torch.optim.Optimizer | None = None
         self.gen = torch.Generator().manual_seed(derive_seed(seed, "train"))
@@ -138,41 +185,19 @@ class Trainer:
             torch.manual_seed(derive_seed(self.seed, "init", net, phase.index))
             return use_gradfix(self.program.build(net, phase.stage), self.gradfix)
 
-    def _place(self, module: nn.Module) -> nn.Module:
-        if self.cuda:
-            return module.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-        return module.to(self.device)
-
-    def _optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
-        opt = self.training.optimizer
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=(opt.beta1, opt.beta2),
-                                eps=opt.eps, fused=True if self.cuda else None)
-
-    @staticmethod
-    def _carry_optimizer_state(new_opt: torch.optim.Optimizer, new: nn.Module,
-                               old_opt: torch.optim.Optimizer, old: nn.Module) -> None:
-        """Keep Adam's moments for parameters that survive growth (matched by name)."""
-        old_params = dict(old.named_parameters())
-        for name, param in new.named_parameters():
-            old_param = old_params.get(name)
-            if old_param is None or old_param.shape != param.shape:
-                continue
-            state = old_opt.state.get(old_param)
-            if state:
-                new_opt.state[param] = {k: v.clone() for k, v in state.items()}
-
     def _install(self, phase: Phase, G: nn.Module, D: nn.Module, G_ema: nn.Module) -> None:
-        G, D, G_ema = self._place(G), self._place(D), self._place(G_ema)
+        G, D, G_ema = (self.paths.place(m) for m in (G, D, G_ema))
         G_ema.requires_grad_(False).eval()
         for module in (G, D, G_ema):
             distr.broadcast_module(self.env, module)
-        opt_G = self._optimizer(G, phase.learning_rate)
-        opt_D = self._optimizer(D, phase.learning_rate)
+        opt_G, opt_D = (adam(m, phase.learning_rate, self.training.optimizer, self.cuda)
+                        for m in (G, D))
         if not self.training.optimizer.reset_per_phase and self.opt_G is not None:
             assert self.G is not None and self.D is not None and self.opt_D is not None
-            self._carry_optimizer_state(opt_G, G, self.opt_G, self.G)
-            self._carry_optimizer_state(opt_D, D, self.opt_D, self.D)
+            carry_optimizer_state(opt_G, G, self.opt_G, self.G)
+            carry_optimizer_state(opt_D, D, self.opt_D, self.D)
         self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
+        self.G_run, self.D_run = self.paths.runner(G), self.paths.runner(D)
         self.phase = phase
 
     def enter_phase(self, phase: Phase) -> None:
@@ -217,67 +242,42 @@ class Trainer:
             self.images_shown = phase.start
             return
         self.images_shown = ckpt.images_shown
-        spec_opt = self.training.optimizer
+        spec_opt = self.training.optimizer  # hyperparameters from this spec, kernels for here
+        hyper = {"lr": phase.learning_rate, "betas": (spec_opt.beta1, spec_opt.beta2),
+                 "eps": spec_opt.eps, "fused": True if self.cuda else None, "foreach": None}
         for opt, state in ((self.opt_G, ckpt.training.opt_G), (self.opt_D, ckpt.training.opt_D)):
             assert opt is not None
-            try:
-                opt.load_state_dict(state)
-            except (ValueError, KeyError, TypeError, RuntimeError) as err:
-                raise UserError(f"{ckpt.path}: its optimizer state does not fit the networks "
-                                f"({type(err).__name__}: {err})") from None
-            for group in opt.param_groups:  # hyperparameters from this spec, kernels for here
-                group.update(lr=phase.learning_rate, betas=(spec_opt.beta1, spec_opt.beta2),
-                             eps=spec_opt.eps, fused=True if self.cuda else None, foreach=None)
-        try:
-            set_rng_state(ckpt.training.rng, self.gen, self.device)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise UserError(f"{ckpt.path}: its RNG state is malformed ({type(err).__name__}: "
-                            f"{err})") from None
+            load_optimizer_state(opt, state, ckpt.path, hyper)
+        set_rng_state(ckpt.training.rng, self.gen, self.device, ckpt.path)
 
     # -- one iteration ---------------------------------------------------------------------------
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _share(self, batch: Tensor) -> Tensor:
-        """This rank's contiguous slice of a globally drawn tensor, on the device."""
+        """This rank's contiguous slice of a globally drawn tensor, on the device (no sync)."""
         n = batch.shape[0] // self.env.world_size
-        return batch[self.env.rank * n:(self.env.rank + 1) * n].to(self.device, non_blocking=True)
+        return self.paths.to_device(batch[self.env.rank * n:(self.env.rank + 1) * n])
 
     def _latents(self, batch: int) -> Tensor:
         size = self.program.spec.architecture.latent_size
         return self._share(torch.randn(batch, size, generator=self.gen))
 
-    def _critic(self, alpha: Tensor) -> Callable[[Tensor], Tensor]:
-        D, group, cuda = self.D, self.group, self.cuda
-        assert D is not None
-
-        def critic(images: Tensor) -> Tensor:
-            images = group_layout(images, group)
-            if cuda:
-                images = images.contiguous(memory_format=torch.channels_last)
-            return D(images, alpha)
-
-        return critic
-
-    def _alpha_tensor(self) -> Tensor:
-        return torch.tensor(self.alpha, device=self.device)
+    def _critic(self, alpha: Tensor, pair: tuple[Tensor, Tensor] | None = None) -> Critic:
+        assert self.D is not None and self.D_run is not None
+        return self.paths.critic(self.D, self.D_run, alpha, self.group, pair)
 
     def _d_step(self, phase: Phase, sums: dict[str, Tensor]) -> None:
-        assert self.G is not None and self.D is not None and self.opt_D is not None
+        assert self.G_run is not None and self.D is not None and self.opt_D is not None
         batch = phase.minibatch
-        alpha = self._alpha_tensor()
+        alpha = self.paths.scalar(self.alpha)
         reals = self.reals(phase.resolution, batch, self.alpha)
         z = self._latents(batch)
         mix = self._share(torch.rand(batch, 1, 1, 1, generator=self.gen))
-        with torch.no_grad(), self._autocast():
-            fakes = self.G(z, alpha)
+        with torch.no_grad(), self.paths.autocast():
+            fakes = self.G_run(z, alpha)
         self.opt_D.zero_grad(set_to_none=True)
         upscale = self.final_resolution // phase.resolution
-        with self._autocast():
-            loss, terms = d_loss(self.training.loss, self._critic(alpha),
+        with self.paths.autocast():
+            loss, terms = d_loss(self.training.loss, self._critic(alpha, (reals, fakes)),
                                  Batch(reals, fakes, mix, upscale))
         loss.backward()
         distr.average_gradients(self.env, self.D.parameters())
@@ -287,13 +287,14 @@ class Trainer:
             sums[key] = sums.get(key, 0) + value.float()
 
     def _g_step(self, phase: Phase) -> Tensor:
-        assert self.G is not None and self.D is not None and self.opt_G is not None
-        alpha = self._alpha_tensor()
+        assert self.G is not None and self.G_run is not None and self.D is not None
+        assert self.opt_G is not None
+        alpha = self.paths.scalar(self.alpha)
         z = self._latents(phase.minibatch)
         self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss = g_loss(self.training.loss, self._critic(alpha), self.G(z, alpha))
+        with self.paths.autocast():
+            loss = g_loss(self.training.loss, self._critic(alpha), self.G_run(z, alpha))
         loss.backward()
         self.D.requires_grad_(True)
         distr.average_gradients(self.env, self.G.parameters())
@@ -310,18 +311,10 @@ class Trainer:
         for _ in range(repeats):
             self._d_step(phase, sums)
         sums["loss_G"] = self._g_step(phase) * repeats
-        self._update_ema()
-        self.pending.append(torch.stack([sums[k] for k in self.stat_names]) / repeats)
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
         assert self.G is not None and self.G_ema is not None
         ema = self.training.ema
-        weight = 1.0 - ema.decay if ema.enabled else 1.0  # disabled: the "EMA" copy is G itself
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            p_ema.lerp_(p, weight)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            b_ema.copy_(b)
+        update_ema(self.G_ema, self.G, 1.0 - ema.decay if ema.enabled else 1.0)  # off: G itself
+        self.pending.append(torch.stack([sums[k] for k in self.stat_names]) / repeats)
 
     def sync_stats(self) -> np.ndarray | None:
         """Per-iteration stats rows since the last sync, averaged over ranks, or None."""
@@ -335,10 +328,14 @@ class Trainer:
     def sample(self, z: Tensor, batch: int = 64) -> Tensor:
         """uint8 images of G EMA for the latents `z` (CPU tensor), at the current position."""
         assert self.G_ema is not None
-        alpha = self._alpha_tensor()
+        alpha = self.paths.scalar(self.alpha)
         out = []
         for chunk in z.split(batch):
-            with self._autocast():
+            with self.paths.autocast():
                 images = self.G_ema(chunk.to(self.device), alpha)
             out.append(to_uint8(images).cpu())
         return torch.cat(out)
+
+
+__all__ = ["BatchSource", "FastPaths", "Trainer", "derive_seed", "group_layout", "rng_state",
+           "set_rng_state"]

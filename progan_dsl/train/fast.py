@@ -1,0 +1,210 @@
+"""Fast paths of the training iteration: each one a switch, on by default where it was measured
+to win, and computing what the plain path computes up to rounding.
+
+Owns `FastPaths` (what a caller asks for: each switch True, False, or None for the device's
+default; `resolve` gives the switches in force), `DevicePaths` (the switches applied: placement,
+autocast, compiled callables, sync-free device scalars and copies) and `Critic` (D as the losses
+call it: alpha bound, minibatch-stddev group layout, memory format, reals and fakes paired).
+
+- `channels_last`: modules and D inputs in NHWC. CUDA: on (cuDNN's tensor-core kernels want it).
+  CPU: on (oneDNN's NHWC convs; measured 1.2-1.3x per iteration, docs/benchmarks.md).
+- `paired_critic`: D on reals and fakes in one batched call instead of two, where the
+  minibatch-stddev groups allow it (`pairable`): the pair is laid out so that groups never mix
+  reals and fakes and hold the samples the two calls would group, so the numbers are those of two
+  calls up to rounding. On by default (one launch sequence instead of two; measured on the CPU).
+- `compile`: `torch.compile` of G (every call) and of D's first-order calls (scores of reals and
+  fakes, the G step). The gradient penalty's D call (an input that requires grad, differentiated
+  twice) always runs eagerly: AOTAutograd refuses double backward ("torch.compile with
+  aot_autograd does not currently support double backward", torch 2.11-2.13), so a compiled D
+  cannot serve it. Off by default: compiling costs tens of seconds per stage and module on a CPU
+  (once per phase) and was measured at most 1.1x per iteration there; on CUDA it is unproven
+  until the device check (benchmarks/gpu) measures it.
+- no host syncs (not a switch: the sync-free forms compute the same numbers): alpha is a device
+  scalar filled by a kernel (`torch.full`, not a host->device copy that waits), latents and mixing
+  weights drawn on the CPU generator go to the GPU from pinned memory without blocking, and loss
+  statistics stay on the device until `Trainer.sync_stats`.
+
+bf16 autocast (the spec's `training.precision`), fused Adam and gradfix convs are the Trainer's
+own device policy (`Trainer(gradfix=...)`), not switches here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# Per-device defaults of the switches left None (measured: docs/benchmarks.md).
+DEFAULTS: dict[str, dict[str, bool]] = {
+    "cuda": {"channels_last": True, "paired_critic": True, "compile": False},
+    "cpu": {"channels_last": True, "paired_critic": False, "compile": False},
+}
+COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ compiler)
+SWITCHES = ("channels_last", "paired_critic", "compile")
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Which fast paths to use: True, False, or None for the device default (`DEFAULTS`)."""
+
+    channels_last: bool | None = None
+    paired_critic: bool | None = None
+    compile: bool | None = None
+    compile_backend: str = COMPILE_BACKEND
+
+    @classmethod
+    def plain(cls) -> FastPaths:
+        """Every switch off: the reference path the fast ones are compared with."""
+        return cls(channels_last=False, paired_critic=False, compile=False)
+
+    def resolve(self, device: torch.device) -> FastPaths:
+        """These switches with every None replaced by `device`'s default."""
+        defaults = DEFAULTS.get(device.type, DEFAULTS["cpu"])
+        chosen = {
+            name: defaults[name] if getattr(self, name) is None else getattr(self, name)
+            for name in SWITCHES
+        }
+        return dataclasses.replace(self, **chosen)
+
+    def describe(self) -> str:
+        """'channels_last, paired_critic' (the switches on), or 'none'."""
+        on = [name for name in SWITCHES if getattr(self, name)]
+        if self.compile and self.compile_backend != COMPILE_BACKEND:
+            on[on.index("compile")] = f"compile({self.compile_backend})"
+        return ", ".join(on) or "none"
+
+
+def group_layout(x: Tensor, group_size: int) -> Tensor:
+    """Reorder a batch so that minibatch-stddev groups are contiguous runs of `group_size` samples.
+
+    The layer groups sample n with n % (N / G); this puts logical sample k*G + i at i*(N/G) + k,
+    so group k is samples [k*G, (k+1)*G) of the batch as drawn."""
+    n = x.shape[0]
+    g = min(group_size, n)
+    if g <= 1 or n % g:
+        return x
+    return x.reshape(n // g, g, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
+
+
+def pairable(batch: int, group_size: int) -> bool:
+    """Whether D can score `batch` reals and `batch` fakes in one call of 2 * batch with the same
+    minibatch-stddev groups as two calls: whole groups of `group_size` on each side (a batch
+    smaller than a group is one group of its own, which a joint call would mix)."""
+    return group_size <= 1 or (batch >= group_size and batch % group_size == 0)
+
+
+def split_pair(scores: Tensor, batch: int, group_size: int) -> tuple[Tensor, Tensor]:
+    """Reals' and fakes' scores of a joint call on `group_layout(cat([reals, fakes]))`, each in
+    the order a call on that side alone returns (so their means sum in the same order)."""
+    g = min(group_size, 2 * batch) if group_size > 1 else 1
+    rest = scores.shape[1:]
+    halves = scores.reshape(g, 2, batch // g, *rest)  # [G, real|fake, M, ...]
+    return halves[:, 0].reshape(batch, *rest), halves[:, 1].reshape(batch, *rest)
+
+
+class Critic:
+    """D with alpha bound, as the losses call it (`progan_dsl.train.losses.Critic`).
+
+    A call on an input that requires grad (the gradient penalty's mixes, R1's reals) runs
+    `eager` (it is differentiated twice); any other call runs `first_order` (D compiled, when
+    compile is on). With `pair=(reals, fakes)` the call on exactly that `reals` tensor scores
+    both in one batched call and keeps the fakes' half for the call on exactly that `fakes`
+    tensor, which comes next in every loss; any other input gets a call of its own."""
+
+    def __init__(
+        self,
+        eager: nn.Module,
+        first_order: Callable[..., Tensor],
+        alpha: Tensor,
+        group: int,
+        images: Callable[[Tensor], Tensor],
+        pair: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
+        self.eager, self.first_order, self.alpha = eager, first_order, alpha
+        self.group, self.images = group, images
+        self.pair = pair if pair is not None and pairable(pair[0].shape[0], group) else None
+        self.paired_calls = 0  # joint calls made (tests, benchmarks)
+        self._kept: Tensor | None = None
+
+    def _run(self, x: Tensor) -> Tensor:
+        D = self.eager if x.requires_grad else self.first_order
+        return D(self.images(group_layout(x, self.group)), self.alpha)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.pair is not None and x is self.pair[0]:
+            reals, fakes = self.pair
+            joint = torch.cat([reals, fakes.to(reals.dtype)])
+            scores = self.first_order(self.images(group_layout(joint, self.group)), self.alpha)
+            real_scores, self._kept = split_pair(scores, reals.shape[0], self.group)
+            self.paired_calls += 1
+            return real_scores
+        if self._kept is not None and self.pair is not None and x is self.pair[1]:
+            kept, self._kept = self._kept, None
+            return kept
+        return self._run(x)
+
+
+class DevicePaths:
+    """The resolved fast paths of one trainer, applied on its device."""
+
+    def __init__(self, fast: FastPaths, device: torch.device, bf16: bool) -> None:
+        self.fast, self.device, self.bf16 = fast, device, bf16
+        self.cuda = device.type == "cuda"
+        self.memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """`module` on the device, in the memory format of the switches."""
+        return module.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
+
+    def images(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=self.memory_format)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def runner(self, module: nn.Module) -> Callable[..., Tensor]:
+        """What calls `module` on first-order paths: compiled when compile is on, else itself."""
+        if not self.fast.compile:
+            return module
+        return torch.compile(module, backend=self.fast.compile_backend, dynamic=False)
+
+    def critic(
+        self,
+        D: nn.Module,
+        D_run: Callable[..., Tensor],
+        alpha: Tensor,
+        group: int,
+        pair: tuple[Tensor, Tensor] | None = None,
+    ) -> Critic:
+        """D for one loss evaluation; `pair` only when the paired_critic switch is on."""
+        return Critic(
+            D, D_run, alpha, group, self.images, pair if self.fast.paired_critic else None
+        )
+
+    def scalar(self, value: float) -> Tensor:
+        """A 0-dim float32 tensor on the device, filled by a kernel: no host sync."""
+        return torch.full((), value, dtype=torch.float32, device=self.device)
+
+    def to_device(self, x: Tensor) -> Tensor:
+        """A CPU tensor on the device without a host sync (pinned, non-blocking on CUDA)."""
+        if not self.cuda:
+            return x.to(self.device)
+        return x.pin_memory().to(self.device, non_blocking=True)
+
+
+__all__ = [
+    "DEFAULTS",
+    "Critic",
+    "DevicePaths",
+    "FastPaths",
+    "group_layout",
+    "pairable",
+    "split_pair",
+]
