@@ -36,7 +36,7 @@ def to_uint8(images: ImageArray) -> ImageArray:
 
 
 def _as_tensor(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    tensor = torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images  # a copy
     if tensor.dtype != torch.uint8 or tensor.ndim != 4:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {tensor.dtype} {list(tensor.shape)}")
     return tensor.cpu()

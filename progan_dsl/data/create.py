@@ -36,7 +36,7 @@ from tqdm import tqdm
 import progan_dsl
 from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.data.geometry import DOWNSAMPLE_RULE, Geometry, box_downsample
-from progan_dsl.data.imageops import FitMode, prepare, preview_grid
+from progan_dsl.data.imageops import FitMode, prepare
 from progan_dsl.data.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -66,6 +66,7 @@ from progan_dsl.fsutil import (
 Channels = Literal["rgb", "gray", "auto"]
 CHUNK_BYTES = 64 << 20  # decoded top-level pixels held in memory per chunk
 PREVIEW_MAX_SIDE = 128  # preview tiles come from the largest level at most this long
+PREVIEW_IMAGES = 64  # images in preview.png
 SLACK_BYTES = 1 << 20  # free space asked for beyond the levels and labels: preview, manifest
 
 
@@ -326,7 +327,10 @@ def _manifest(
         _fsync_file(tmp / LABELS_NAME)
         labels = {"file": LABELS_NAME, "classes": classes, "sha256": sha256_file(tmp / LABELS_NAME)}
     small = [r for r in geometry.resolutions if r <= PREVIEW_MAX_SIDE] or geometry.resolutions[:1]
-    preview_grid(np.load(files[small[-1]], mmap_mode="r")).save(tmp / PREVIEW_NAME)
+    from progan_dsl.images import image_grid, write_png  # torch, only when a dataset is made
+
+    level = np.load(files[small[-1]], mmap_mode="r")
+    write_png(tmp / PREVIEW_NAME, image_grid(np.asarray(level[:PREVIEW_IMAGES])))
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

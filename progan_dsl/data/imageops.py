@@ -4,7 +4,6 @@ grid. Everything here works on one image at a time and knows nothing about files
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -64,18 +63,3 @@ def prepare(image: SourceImage, shape: tuple[int, int], channels: int, mode: Fit
     array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return np.ascontiguousarray(array.transpose(2, 0, 1))
-
-
-def preview_grid(images: np.ndarray, max_images: int = 64) -> Image.Image:
-    """Tile the first `max_images` of a uint8 [N, C, H, W] array into one image."""
-    count = min(len(images), max_images)
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    _, channels, height, width = images.shape
-    grid = np.zeros((rows * height, cols * width, channels), dtype=np.uint8)
-    for i in range(count):
-        r, c = divmod(i, cols)
-        grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = images[i].transpose(
-            1, 2, 0
-        )
-    return Image.fromarray(grid[:, :, 0] if channels == 1 else grid)
