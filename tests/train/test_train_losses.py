@@ -166,3 +166,39 @@ def test_each_loss_declares_the_terms_it_logs() -> None:
         _, terms = d_loss(spec, critic(W), BATCH)
         assert set(stat_names(spec)) == {"loss_D", "loss_G", *terms}
     assert set(LOSSES) == {"wgan_gp", "lsgan", "logistic"}
+
+
+def test_the_trainer_penalises_the_full_resolution_gradient_at_every_phase(monkeypatch) -> None:
+    """Wiring: each D step hands the loss final / current resolution (16x16 spec: 4, 2, 1), so
+    the official full-resolution penalty applies through the whole schedule."""
+    from progan_dsl.compiler import compile_spec
+    from progan_dsl.train import trainer as trainer_module
+    from progan_dsl.train.distributed import DistEnv
+    from progan_dsl.train.schedule import build_schedule
+    from progan_dsl.train.trainer import Trainer
+    from tests.conftest import TINY
+
+    seen: dict[tuple[int, str], set[int]] = {}
+    real_d_loss = trainer_module.d_loss
+
+    def spy(spec, critic, batch):  # type: ignore[no-untyped-def]
+        seen.setdefault(stage_now[0], set()).add(batch.upscale)
+        return real_d_loss(spec, critic, batch)
+
+    monkeypatch.setattr(trainer_module, "d_loss", spy)
+    program = compile_spec(TINY)
+    schedule = build_schedule(program.spec, 0.5)
+    env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    reals = {}
+
+    def source(res: int, batch: int, alpha: float) -> torch.Tensor:
+        return reals.setdefault((res, batch), torch.zeros(batch, 1, res, res))
+
+    t = Trainer(program, schedule, env, source, seed=0)
+    stage_now = [(0, "")]
+    for phase in schedule.phases:
+        t.images_shown = phase.start
+        stage_now[0] = (phase.resolution, phase.stage.phase)
+        t.iteration()
+    assert seen == {(4, "stable"): {4}, (8, "fade"): {2}, (8, "stable"): {2},
+                    (16, "fade"): {1}, (16, "stable"): {1}}
