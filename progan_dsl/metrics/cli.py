@@ -1,7 +1,7 @@
 """`progan-metrics`: score generated images against a dataset (SWD, MS-SSIM, FID, KID).
 
 Owns the command line only: parse, read the real and generated images, call
-`progan_dsl.metrics.evaluate`, print a table and write JSON. Generated images come from
+`progan_dsl.metrics.evaluation.evaluate`, print a table and write JSON. Generated images come from
 `load_fake_images` (one function, so new generator sources plug in there) and real images from
 `load_real_images`. Errors the user can fix are `UserError`s, which `progan_dsl.cli` prints
 without a traceback (exit 2).
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     add_device(parser)
     parser.add_argument(
+        "--batch", type=positive_int, default=16,
+        help="latents per generator forward pass with --network (default 16)",
+    )
+    parser.add_argument(
         "--seed", type=seed_int, default=0, help="seed of all random sampling (default 0)"
     )
     parser.add_argument(
@@ -127,7 +131,8 @@ def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
     from progan_dsl.generate.sampler import is_onnx, open_sampler
 
     resolution = None if is_onnx(args.network) else args.resolution
-    sampler = open_sampler(args.network, device=args.device, resolution=resolution)
+    sampler = open_sampler(args.network, device=args.device, resolution=resolution,
+                           batch_size=args.batch)
     return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))
 
 
@@ -205,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.data, resolution, args.num, cache_dir, device=device, images=real
         )
 
-    from progan_dsl.metrics.evaluate import evaluate
+    from progan_dsl.metrics.evaluation import evaluate
 
     results = evaluate(
         names,
