@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks.common import median_time, print_table, write_json
+from .common import add_threads, apply_threads, median_time, print_table, write_json
 
 SPECS = ["specs/celebahq_1024.yaml", "specs/lsun_256.yaml", "specs/cifar10_32.yaml"]
 
@@ -14,7 +14,9 @@ SPECS = ["specs/celebahq_1024.yaml", "specs/lsun_256.yaml", "specs/cifar10_32.ya
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="bench_compile")
     parser.add_argument("specs", nargs="*", default=SPECS)
+    add_threads(parser)
     args = parser.parse_args(argv)
+    threads = apply_threads(args.threads)
 
     from progan_dsl.compiler import compile_spec
     from progan_dsl.spec import load_spec
@@ -31,10 +33,20 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
         compile_s = median_time(compile_all, repeats=5)
         program = compile_spec(path)
-        rows.append({"spec": path, "stages": len(program.stages), "load_validate_s": load_s,
-                     "compile_generate_all_s": compile_s})
+        rows.append(
+            {
+                "spec": path,
+                "stages": len(program.stages),
+                "load_validate_s": load_s,
+                "compile_generate_all_s": compile_s,
+            }
+        )
     print_table(rows, ["spec", "stages", "load_validate_s", "compile_generate_all_s"])
-    result = {"compile": rows, "targets": {"load_validate_s": 0.3, "compile_generate_all_s": 2.0}}
+    result = {
+        "threads": threads,
+        "compile": rows,
+        "targets": {"load_validate_s": 0.3, "compile_generate_all_s": 2.0},
+    }
     write_json("compile", result)
     return result
 

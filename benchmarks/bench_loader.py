@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import print_table, write_json
 from progan_dsl.data import CreateOptions, create_dataset
 from progan_dsl.data.loader import ImageLoader
+
+from .common import add_threads, apply_threads, print_table, write_json
 
 # resolution -> (images in the synthetic dataset, batch sizes to time)
 FULL = {32: (2000, (64, 256)), 256: (1000, (16, 32)), 1024: (300, (4, 32))}
@@ -88,7 +89,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per case")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    add_threads(parser)
     args = parser.parse_args(argv)
+    threads = apply_threads(args.threads)
     plan = QUICK if args.quick else FULL
     rows: list[dict[str, Any]] = []
     creates: list[dict[str, Any]] = []
@@ -127,6 +130,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print()
     print_table(creates, ["resolution", "images", "seconds", "img/s"])
     report = {
+        "threads": threads,
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

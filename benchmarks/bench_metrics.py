@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import median_time, print_table, write_json
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.inception import inception_features, load_inception
 from progan_dsl.metrics.msssim import ms_ssim_diversity
 from progan_dsl.metrics.swd import SWDResult, sliced_wasserstein
 from progan_dsl.metrics.synthetic import textures
+
+from .common import add_threads, apply_threads, median_time, print_table, write_json
 
 FULL = {"swd_images": 1000, "msssim_pairs": 1000, "fid_images": 64}
 QUICK = {"swd_images": 200, "msssim_pairs": 200, "fid_images": 16}
@@ -89,7 +90,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per workload (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_threads(parser)
     args = parser.parse_args(argv)
+    threads = apply_threads(args.threads)
     sizes = QUICK if args.quick else FULL
     rows = [
         _bench_swd(sizes["swd_images"], args.device, args.repeats),
@@ -98,6 +101,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ]
     print_table(rows, ["metric", "work", "seconds", "throughput", "value"])
     payload = {
+        "threads": threads,
         "benchmark": "metrics",
         "quick": args.quick,
         "device": args.device,

@@ -16,7 +16,8 @@ plus that one). Timing: CUDA events around each iteration on a GPU, perf_counter
 
 `--gp-share`: the same point and path with the loss set to LSGAN (the same D calls on reals and
 fakes, no penalty), and gp_share = 1 - t(LSGAN) / t(WGAN-GP): what the gradient penalty (its D
-call and double backward) costs. `--project`: every stable resolution at the spec's minibatch on
+call and double backward) costs; on paths without compile (a compiled LSGAN twin would double
+the compile time). `--project`: every stable resolution at the spec's minibatch on
 `--project-path` (default fast-eager: compiling 9 stages would not fit a device check), and the
 projected wall time of the spec's whole schedule from those per-resolution costs (fade phases are
 charged at their resolution's stable cost; a fade-in adds one 1x1 conv per network and a lerp).
@@ -201,7 +202,7 @@ def measure_point(
     trainer = make_trainer(program, resolution, phase, batch, device, fast, gradfix)
     row.update(measure(trainer, repeats=args.repeats, warmup=args.warmup))
     del trainer
-    if lsgan is not None:
+    if lsgan is not None and not fast.compile:  # compiling the LSGAN twin too: 2x compile time
         other = make_trainer(lsgan, resolution, phase, batch, device, fast, gradfix)
         ls = measure(other, repeats=args.repeats, warmup=args.warmup)
         row["lsgan_iter_ms"] = ls["iter_ms"]

@@ -1,17 +1,18 @@
 """Shared benchmark helpers: threads, timing, the machine's context, tables and JSON results.
 
-Every benchmark takes `--threads N` (`add_threads`). The default (`default_threads`) is the
-number of cores other processes leave idle, at least 1, never more than torch's own default: on
-a shared machine the intra-op threads of one op wait for the slowest core, and with torch's
-default of one thread per core on a 2-core machine whose other core was busy the training
-benchmark ran up to 100x slower than with one thread (docs/benchmarks.md has the figures).
+Every benchmark takes `--threads N` (`add_threads`). The default is `progan_dsl.devices.
+default_threads()`, what `progan-train` uses too: the cores the 1-minute load average leaves
+free, at least one. On a shared machine the intra-op threads of one op wait for the slowest core:
+with torch's default of one thread per core on a 2-core machine whose other core was busy, the
+training benchmark ran up to 100x slower than with one thread (figures: docs/benchmarks.md).
+OpenMP waits passively (`PASSIVE_WAIT`, set by the package's
+`__init__` before torch loads, unless the environment already says otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -20,17 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from progan_dsl.devices import default_threads
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def default_threads() -> int:
-    """Cores left idle by other processes (1-minute load average), at least 1, at most torch's
-    default of one per core."""
-    import torch
-
-    cores = os.cpu_count() or 1
-    idle = math.floor(cores - os.getloadavg()[0] + 0.5)
-    return max(1, min(torch.get_num_threads(), idle))
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +32,7 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="torch intra-op threads (default: the cores other processes leave "
-        "idle by the load average, at least 1)",
+        help="torch intra-op threads (default: the cores the load average leaves free, at least 1)",
     )
 
 
@@ -64,7 +56,7 @@ def apply_threads(requested: int | None) -> dict[str, Any]:
     load = os.getloadavg()[0]
     threads = requested if requested is not None else default_threads()
     torch.set_num_threads(threads)
-    how = "--threads" if requested is not None else "default (idle cores by load average)"
+    how = "--threads" if requested is not None else "default (cores the load average leaves free)"
     return {
         "threads": threads,
         "chosen_by": how,
