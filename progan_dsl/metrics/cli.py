@@ -26,6 +26,7 @@ from progan_dsl.cliutil import (
 )
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_text_atomic
+from progan_dsl.generate.sampler import DEFAULT_BATCH
 from progan_dsl.metrics.registry import (
     DEFAULT_PATCHES,
     METRIC_INFO,
@@ -100,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     add_device(parser)
     parser.add_argument(
-        "--batch", type=positive_int, default=16,
-        help="latents per generator forward pass with --network (default 16)",
+        "--batch", type=positive_int, default=DEFAULT_BATCH,
+        help=f"latents per generator forward pass with --network (default {DEFAULT_BATCH})",
     )
     parser.add_argument(
         "--seed", type=seed_int, default=0, help="seed of all random sampling (default 0)"
