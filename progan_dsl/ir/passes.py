@@ -161,9 +161,10 @@ def fuse_scale(graph: BlockGraph, spec: Spec) -> BlockGraph:
     The fused node keeps the conv's id, so parameter names and shapes do not change.
     """
     out = graph.copy()
-    for node in graph.nodes():
-        if node.id not in out:
+    for original in graph.nodes():
+        if original.id not in out:
             continue
+        node = out.node(original.id)  # as fused so far: a conv_up is not fused again
         succs = out.succs(node.id)
         if len(succs) != 1 or succs[0][1] != EdgeKind.DATA:
             continue

@@ -143,3 +143,29 @@ def test_table_golden_celebahq(celeb):
     text = format_table(compiled.stage_graph("G", stage)) + "\n" + format_table(compiled.stage_graph("D", stage))
     assert "23,071,507" in text and "23,077,137" in text
     check_golden("ir/celebahq_1024_table.txt", text)
+
+
+def test_a_conv_between_an_upsample_and_a_downsample_is_fused_once():
+    """upsample -> conv -> downsample: the conv fuses with the upsample (conv_up) and the
+    downsample stays; fusing it a second time from the original conv would drop the upsample.
+    Fused and plain networks compute the same scores."""
+    import torch
+
+    from progan_dsl.compiler import compile_spec
+    from progan_dsl.spec import load_spec_text
+
+    text = TINY.read_text().replace(
+        "      - {kind: conv}\n      - {kind: conv, out: lower}\n      - {kind: downsample}\n",
+        "      - {kind: conv}\n      - {kind: upsample}\n      - {kind: conv, out: lower}\n"
+        "      - {kind: downsample}\n      - {kind: downsample}\n")
+    loaded = load_spec_text(text, "up_down.yaml")
+    fused, plain = compile_spec(loaded, fused=True), compile_spec(loaded, fused=False)
+    stage = fused.final_stage
+    kinds = [n.kind for n in fused.graph("D", stage).nodes() if n.id.startswith("D.b16.")]
+    assert kinds[:5] == ["conv", "conv", "conv_up", "downsample", "downsample"]  # fromrgb first
+    torch.manual_seed(0)
+    D_plain = plain.build("D", stage).eval()
+    D_fused = fused.build("D", stage).eval()
+    D_fused.load_state_dict(D_plain.state_dict())
+    x = torch.randn(4, 1, 16, 16)
+    torch.testing.assert_close(D_fused(x), D_plain(x), rtol=1e-4, atol=1e-5)
