@@ -9,11 +9,11 @@ official ms_ssim.py), `fid` (FID, KID with bundled Inception weights), `pyramid`
 from progan_dsl.lazy import lazy_exports
 
 _EXPORTS = {
-    "EvalContext": "progan_dsl.metrics.evaluate",
-    "METRICS": "progan_dsl.metrics.evaluate",
-    "Metric": "progan_dsl.metrics.evaluate",
-    "Results": "progan_dsl.metrics.evaluate",
-    "evaluate": "progan_dsl.metrics.evaluate",
+    "EvalContext": "progan_dsl.metrics.evaluation",
+    "METRICS": "progan_dsl.metrics.evaluation",
+    "Metric": "progan_dsl.metrics.evaluation",
+    "Results": "progan_dsl.metrics.evaluation",
+    "evaluate": "progan_dsl.metrics.evaluation",
     "resolve_metric_names": "progan_dsl.metrics.registry",
 }
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ import torch
 from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.data.loader import fade_reals, to_float
 from progan_dsl.images import to_uint8
-from progan_dsl.metrics.evaluate import evaluate
+from progan_dsl.metrics.evaluation import evaluate
 from progan_dsl.metrics.images import subset_indices
 from progan_dsl.train.monitor import Interval
 from progan_dsl.train.trainer import Trainer, derive_seed
