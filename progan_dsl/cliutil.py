@@ -16,7 +16,7 @@ from typing import NoReturn
 from progan_dsl.errors import UserError
 
 NETWORK_HELP = ("generator source: a run folder (its newest stable checkpoint), a checkpoint "
-                "file, or an .onnx file from progan-export")
+                "file, or an .onnx or AOTInductor .pt2 file from progan-export")
 DEVICE_HELP = "cpu, cuda or cuda:<index> (default: cuda when a GPU is available, else cpu)"
 SET_HELP = "override a spec value, e.g. --set training.schedule.total_kimg=10 (repeatable)"
 MAX_COUNT = 10_000_000  # images or items one command is asked for: more is a typo

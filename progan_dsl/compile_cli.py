@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     add_set(p)
     p.add_argument("--table", action="store_true", help="print the paper-style layer table (Table 2)")
     p.add_argument("--dump", action="store_true", help="print the block graphs as text")
-    p.add_argument("--stage", default="all", help="resolution for --dump/--render/--emit (default all)")
+    p.add_argument("--stage", default="all", help="resolution for --dump/--render (default all)")
     p.add_argument("--emit-source", metavar="DIR", help="write generated PyTorch modules to DIR")
     p.add_argument("--force", action="store_true",
                    help="with --emit-source: replace an earlier emission in DIR (nothing else)")
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = render(program, args.render, fmt=args.format, stages=stages)
         say(f"wrote {len(files)} files to {args.render}")
         did = True
-    if not did:
+    if not did and not args.quiet:  # --quiet: validate only (exit status 0 or 2)
         sys.stdout.write(summary(program))
         say(f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s")
     return 0

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing (exit 0) if --out already holds this dataset with the same options",
     )
-    create.add_argument("--quiet", action="store_true", help="no progress bar")
+    create.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     for name, text in (("info", "print a dataset's manifest"), ("verify", "check checksums")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("dir", type=Path, help="dataset directory")
