@@ -103,3 +103,9 @@ def import_main(argv: Sequence[str] | None = None) -> int:
     from progan_dsl.pretrained.cli import main
 
     return _run(main, argv)
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    from progan_dsl.benchmarks.__main__ import main
+
+    return _run(lambda args: main(None if args is None else list(args)), argv)

@@ -167,13 +167,16 @@ def test_pyproject_lists_every_package() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     on_disk = {".".join(p.relative_to(ROOT).parts[:-1]) for p in PACKAGE.rglob("__init__.py")}
-    on_disk |= {"progan_dsl.codegen"}
+    mapped = config["package-dir"]
+    assert mapped == {"progan_dsl.codegen": "codegen", "progan_dsl.benchmarks": "benchmarks"}
+    for package, folder in mapped.items():
+        on_disk |= {".".join([package, *p.relative_to(ROOT / folder).parts[:-1]])
+                    for p in (ROOT / folder).rglob("__init__.py")}
     assert listed == on_disk
-    assert config["package-dir"] == {"progan_dsl.codegen": "codegen"}
-    assert "codegen" not in listed  # never a generic top-level package
+    assert not {"codegen", "benchmarks"} & listed  # never generic top-level packages
 
 
-SCRIPTS = ["compile", "train", "dataset", "metrics", "export", "generate", "import"]
+SCRIPTS = ["compile", "train", "dataset", "metrics", "export", "generate", "import", "bench"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

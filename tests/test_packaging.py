@@ -45,13 +45,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert not {"codegen", "tests", "benchmarks_tests"} & tops
+    assert not {"codegen", "benchmarks", "tests"} & tops
+    assert "progan_dsl/benchmarks/gpu/check.sh" in names
     assert "progan_dsl/codegen/templates/stage_module.py.j2" in names
     assert "progan_dsl/codegen/templates/generate.py.j2" in names
     assert "progan_dsl/nn/layers.py" in names and "progan_dsl/pretrained/unpickle.py" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry).decode()
-    for name in ("compile", "train", "dataset", "metrics", "export", "generate", "import"):
+    for name in ("compile", "train", "dataset", "metrics", "export", "generate", "import", "bench"):
         assert f"progan-{name} = progan_dsl.cli:{name}_main" in scripts
 
 
