@@ -155,24 +155,79 @@ def measure(trainer: Any, *, repeats: int, warmup: int) -> dict[str, Any]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     first = time.perf_counter() - began
-    times, shown = [], []
-    for _ in range(repeats):
-        before = trainer.images_shown
-        times.append(time_it(trainer.iteration))
-        shown.append(trainer.images_shown - before)
+    times = [time_it(trainer.iteration) for _ in range(repeats)]
+    return summarize(trainer, times, first)
+
+
+def summarize(trainer: Any, times: list[float], first: float) -> dict[str, Any]:
+    """A row's figures from the timed iterations of a trainer."""
+    import torch
+
     trainer.sync_stats()  # the statistics an interval would sync; never inside the timing
     seconds = statistics.median(times)
+    shown = trainer.phase.minibatch * trainer.training.d_repeats  # images D saw per iteration
     row: dict[str, Any] = {
         "iter_ms": 1000 * seconds,
-        "img_s": shown[0] / seconds,
+        "img_s": shown / seconds,
         "spread_ms": 1000 * (max(times) - min(times)),
         "first_s": first,
-        "repeats": repeats,
+        "repeats": len(times),
         "fast_paths": trainer.fast.describe(),
     }
-    if cuda:
+    if trainer.device.type == "cuda":
         row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return row
+
+
+def measure_interleaved(
+    program: Any,
+    lsgan: Any,
+    point: tuple[int, int],
+    phase: str,
+    paths: list[str],
+    args: argparse.Namespace,
+    device: Any,
+) -> list[dict]:
+    """Every path's trainer (and LSGAN twin) at one point, timed round-robin, one iteration each
+    per round: a background load that drifts slows every path alike (`--interleave`, for a
+    shared CPU). Peak memory is then that of all of them together."""
+    compile_on = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+    resolution, batch = point
+    entries: list[tuple[str, bool, Any]] = []  # (path, LSGAN twin?, trainer)
+    for path in paths:
+        fast, gradfix = path_options(path, compile_on, args.compile_backend)
+        for twin, prog in ((False, program), (True, lsgan)):
+            if prog is not None and not (twin and fast.compile):
+                trainer = make_trainer(prog, resolution, phase, batch, device, fast, gradfix)
+                entries.append((path, twin, trainer))
+    time_it = timer(device)
+    first = []
+    for _, _, trainer in entries:
+        began = time.perf_counter()
+        for _ in range(args.warmup):
+            trainer.iteration()
+        first.append(time.perf_counter() - began)
+    times: list[list[float]] = [[] for _ in entries]
+    for _ in range(args.repeats):
+        for i, (_, _, trainer) in enumerate(entries):
+            times[i].append(time_it(trainer.iteration))
+    rows: dict[str, dict[str, Any]] = {}
+    twins: dict[str, dict[str, Any]] = {}
+    for i, (path, twin, trainer) in enumerate(entries):
+        row = {
+            "resolution": resolution,
+            "phase": phase,
+            "batch": batch,
+            "path": path,
+            "gradfix": trainer.gradfix,
+            "interleaved": True,
+            **summarize(trainer, times[i], first[i]),
+        }
+        (twins if twin else rows)[path] = row
+    for path, twin_row in twins.items():
+        rows[path]["lsgan_iter_ms"] = twin_row["iter_ms"]
+        rows[path]["gp_share"] = 1.0 - twin_row["iter_ms"] / rows[path]["iter_ms"]
+    return [rows[p] for p in paths]
 
 
 def measure_point(
@@ -187,11 +242,8 @@ def measure_point(
     import torch
 
     resolution, batch = point
-    fast, gradfix = path_options(
-        path,
-        args.compile == "on" or (args.compile == "auto" and device.type == "cuda"),
-        args.compile_backend,
-    )
+    compile_on = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+    fast, gradfix = path_options(path, compile_on, args.compile_backend)
     row: dict[str, Any] = {
         "resolution": resolution,
         "phase": phase,
@@ -259,6 +311,11 @@ def _parser() -> argparse.ArgumentParser:
         "--project-spec", default=None, help="spec whose schedule is projected (default: --spec)"
     )
     p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="time the paths of a point round-robin (steadier on a shared CPU)",
+    )
+    p.add_argument(
         "--budget",
         type=float,
         default=None,
@@ -295,8 +352,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         else [(r, minibatch[r]) for r in spec.architecture.resolutions]
     )
     paths = [p for p in args.paths.split(",") if p]
+    compile_on = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
     for name in paths:
-        path_options(name, False, args.compile_backend)  # unknown names fail before any work
+        path_options(name, compile_on, args.compile_backend)  # unknown names fail before any work
     started = time.perf_counter()
     result: dict[str, Any] = {
         "spec": spec_path,
@@ -306,37 +364,56 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "sweep": [],
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "no_write")},
     }
-    plan = [("rows", pt, args.phase, path, lsgan) for pt in points for path in paths]
+    compiled = {p for p in paths if path_options(p, compile_on, args.compile_backend)[0].compile}
+    # compiled paths last: their warm-up compiles, the longest and least certain part
+    plan: list[tuple[str, Any, str, Any, Any]] = [
+        ("rows", pt, args.phase, path, lsgan)
+        for pt in points
+        for path in paths
+        if path not in compiled
+    ]
+    if args.interleave:  # one entry per point: every path of it, round-robin
+        plan = [("interleaved", pt, args.phase, paths, lsgan) for pt in points]
+        compiled = set()
     if args.project:
         plan += [
             ("sweep", (r, minibatch[r]), "stable", args.project_path, None)
             for r in spec.architecture.resolutions
         ]
+    plan += [
+        ("rows", pt, args.phase, path, lsgan) for pt in points for path in paths if path in compiled
+    ]
+    schedule = build_schedule(compile_spec(args.project_spec or spec_path).spec)
     for table, point, phase, path, ls in plan:
         if args.budget is not None and time.perf_counter() - started > args.budget:
-            row = {
-                "resolution": point[0],
-                "batch": point[1],
-                "phase": phase,
-                "path": path,
-                "note": f"skipped: past the {args.budget:g} s budget",
-            }
+            new = [
+                {
+                    "resolution": point[0],
+                    "batch": point[1],
+                    "phase": phase,
+                    "path": str(path),
+                    "note": f"skipped: past the {args.budget:g} s budget",
+                }
+            ]
+        elif table == "interleaved":
+            new = measure_interleaved(program, ls, point, phase, path, args, device)
         else:
-            row = measure_point(program, ls, point, phase, path, args, device)
-        result[table].append(row)
-        print(
-            f"  {table} {row['resolution']}x{row['resolution']} b{row['batch']} {path}: "
-            f"{row.get('img_s', float('nan')):.1f} img/s",
-            flush=True,
-        )
+            new = [measure_point(program, ls, point, phase, path, args, device)]
+        table = "sweep" if table == "sweep" else "rows"
+        result[table] += new
+        for row in new:
+            print(
+                f"  {table} {row['resolution']}x{row['resolution']} b{row['batch']} "
+                f"{row['path']}: {row.get('img_s', float('nan')):.1f} img/s",
+                flush=True,
+            )
+        if table == "sweep":  # as soon as every resolution is in (a later kill keeps it)
+            costs = {r["resolution"]: 1.0 / r["img_s"] for r in result["sweep"] if "img_s" in r}
+            result["projected_hours"] = projected_hours(schedule, costs)
+            result["projected_path"] = args.project_path
         result["machine"] = machine(str(device))
         if not args.no_write:
             write_json("train", result, args.json, quiet=True)
-    if args.project:
-        schedule = build_schedule(compile_spec(args.project_spec or spec_path).spec)
-        costs = {r["resolution"]: 1.0 / r["img_s"] for r in result["sweep"] if "img_s" in r}
-        result["projected_hours"] = projected_hours(schedule, costs)
-        result["projected_path"] = args.project_path
     print_table(result["rows"], COLUMNS)
     if result["sweep"]:
         print_table(result["sweep"], COLUMNS)

@@ -17,7 +17,7 @@ file, an exported `.onnx` file or an AOTInductor `.pt2` package:
 clipped); the uint8 forms go through `progan_dsl.images.to_uint8`.
 
 Torch backends (`torch_backend`, `TORCH_BACKENDS`): `eager` (the module as it is), `compile`
-(`torch.compile`: measured 1.7-2.4x on a CPU once compiled, the first batch pays the compile),
+(`torch.compile`: 1.2-1.35x on a CPU once compiled; the first batch pays the compile, ~10 s),
 `cudagraphs` (CUDA only: the forward captured once as a CUDA graph and replayed, which removes
 the launch gaps; every pass then has the batch of the first, so a short last batch is padded).
 Modules and inputs are channels_last where that wins (`CHANNELS_LAST`).
@@ -42,8 +42,9 @@ DEFAULT_BATCH = 16  # latents per forward pass: a 1024x1024 G then needs ~1-2 GB
 ONNX_SUFFIX = ".onnx"
 AOTI_SUFFIX = ".pt2"
 TORCH_BACKENDS = ("eager", "compile", "cudagraphs")
-# Generation in channels_last per device type (measured: docs/benchmarks.md).
-CHANNELS_LAST = {"cuda": True, "cpu": False}
+# Generation in channels_last per device type: CPU measured 1.17x eager, 1.05x compiled (paper G
+# at 128x128, batch 4, one thread: docs/benchmarks.md); CUDA: cuDNN's tensor-core layout.
+CHANNELS_LAST = {"cuda": True, "cpu": True}
 
 
 class Sampler(ABC):
@@ -132,15 +133,16 @@ class CudaGraphRunner:
         return static_out
 
 
-def torch_runner(G: Any, backend: str, device: Any) -> Any:
-    """What runs `G` for a torch backend (`TORCH_BACKENDS`)."""
+def torch_runner(G: Any, backend: str, device: Any, compile_backend: str = "inductor") -> Any:
+    """What runs `G` for a torch backend (`TORCH_BACKENDS`); `compile_backend` is
+    torch.compile's (tests use "eager": no C++ compiler)."""
     import torch
 
     if backend not in TORCH_BACKENDS:
         raise UserError(f"torch backend must be one of {', '.join(TORCH_BACKENDS)}, got "
                         f"{backend!r}")
     if backend == "compile":
-        return torch.compile(G)
+        return torch.compile(G, backend=compile_backend)
     if backend == "cudagraphs":
         if device.type != "cuda":
             raise UserError("the cudagraphs backend needs a CUDA device (--device cuda)")
@@ -156,7 +158,7 @@ class TorchSampler(Sampler):
 
     def __init__(self, generator: StableGenerator, *, device: str | None = None,
                  batch_size: int = DEFAULT_BATCH, torch_backend: str = "eager",
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, compile_backend: str = "inductor") -> None:
         import torch
 
         from progan_dsl.devices import torch_device
@@ -165,7 +167,7 @@ class TorchSampler(Sampler):
         nhwc = CHANNELS_LAST.get(self.device.type, False) if channels_last is None else channels_last
         fmt = torch.channels_last if nhwc else torch.contiguous_format
         self.G = generator.G.to(self.device, memory_format=fmt).eval().requires_grad_(False)
-        self.run = torch_runner(self.G, torch_backend, self.device)
+        self.run = torch_runner(self.G, torch_backend, self.device, compile_backend)
         self.torch_backend = torch_backend
         arch = generator.program.spec.architecture
         self.latent_size = arch.latent_size

@@ -1,5 +1,5 @@
-"""Fast paths of the training iteration: each one a switch, on by default where it was measured
-to win, and computing what the plain path computes up to rounding.
+"""Fast paths of the training iteration: each one a switch with a per-device default (`DEFAULTS`,
+chosen from measurements), each computing what the plain path computes up to rounding.
 
 Owns `FastPaths` (what a caller asks for: each switch True, False, or None for the device's
 default; `resolve` gives the switches in force), `DevicePaths` (the switches applied: placement,
@@ -7,18 +7,21 @@ autocast, compiled callables, sync-free device scalars and copies) and `Critic` 
 call it: alpha bound, minibatch-stddev group layout, memory format, reals and fakes paired).
 
 - `channels_last`: modules and D inputs in NHWC. CUDA: on (cuDNN's tensor-core kernels want it).
-  CPU: on (oneDNN's NHWC convs; measured 1.2-1.3x per iteration, docs/benchmarks.md).
+  CPU: off (measured 0.96x per iteration at 64x64, one thread, torch 2.13: docs/benchmarks.md).
 - `paired_critic`: D on reals and fakes in one batched call instead of two, where the
   minibatch-stddev groups allow it (`pairable`): the pair is laid out so that groups never mix
   reals and fakes and hold the samples the two calls would group, so the numbers are those of two
-  calls up to rounding. On by default (one launch sequence instead of two; measured on the CPU).
+  calls up to rounding. CUDA: on (half the launches of those calls). CPU: off for now although
+  measured 1.09x there: its sums run in another order, so a 1-process and a 2-process run no
+  longer agree bitwise on gradients whose terms cancel (tests/train/test_train_distributed.py
+  holds them to 1e-4 of each tensor's largest element), and the CPU path stays the reference.
 - `compile`: `torch.compile` of G (every call) and of D's first-order calls (scores of reals and
   fakes, the G step). The gradient penalty's D call (an input that requires grad, differentiated
   twice) always runs eagerly: AOTAutograd refuses double backward ("torch.compile with
   aot_autograd does not currently support double backward", torch 2.11-2.13), so a compiled D
-  cannot serve it. Off by default: compiling costs tens of seconds per stage and module on a CPU
-  (once per phase) and was measured at most 1.1x per iteration there; on CUDA it is unproven
-  until the device check (benchmarks/gpu) measures it.
+  cannot serve it (torch 2.13; the device check runs 2.11). Off by default: on a CPU compiling
+  took 70-90 s per phase at 64x64 and the iteration ran at 1.02x; on CUDA it is unproven until
+  the device check (benchmarks/gpu) measures it.
 - no host syncs (not a switch: the sync-free forms compute the same numbers): alpha is a device
   scalar filled by a kernel (`torch.full`, not a host->device copy that waits), latents and mixing
   weights drawn on the CPU generator go to the GPU from pinned memory without blocking, and loss
@@ -42,7 +45,7 @@ from torch import Tensor, nn
 # Per-device defaults of the switches left None (measured: docs/benchmarks.md).
 DEFAULTS: dict[str, dict[str, bool]] = {
     "cuda": {"channels_last": True, "paired_critic": True, "compile": False},
-    "cpu": {"channels_last": True, "paired_critic": False, "compile": False},
+    "cpu": {"channels_last": False, "paired_critic": False, "compile": False},
 }
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ compiler)
 SWITCHES = ("channels_last", "paired_critic", "compile")
@@ -169,11 +172,19 @@ class DevicePaths:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def runner(self, module: nn.Module) -> Callable[..., Tensor]:
-        """What calls `module` on first-order paths: compiled when compile is on, else itself."""
+    def runners(self, *modules: nn.Module) -> tuple[Callable[..., Tensor], ...]:
+        """What calls each module on first-order paths: compiled when compile is on, else the
+        module itself. Compiling drops the compiled code of earlier modules first
+        (`torch._dynamo.reset`): every stable stage's module is called through one shared
+        `forward(x, alpha)` wrapper (`progan_dsl.compiler`), so without the reset its cache
+        entries pile up over the phases and Dynamo stops compiling at its recompile limit (8)
+        by the third stable stage."""
         if not self.fast.compile:
-            return module
-        return torch.compile(module, backend=self.fast.compile_backend, dynamic=False)
+            return modules
+        torch._dynamo.reset()
+        return tuple(
+            torch.compile(m, backend=self.fast.compile_backend, dynamic=False) for m in modules
+        )
 
     def critic(
         self,

@@ -46,7 +46,7 @@ from progan_dsl.images import to_uint8
 from progan_dsl.nn.layers import use_gradfix
 from progan_dsl.spec.models import OptimizerSpec
 from progan_dsl.train import distributed as distr
-from progan_dsl.train.fast import Critic, DevicePaths, FastPaths, group_layout
+from progan_dsl.train.fast import DevicePaths, FastPaths, group_layout
 from progan_dsl.train.losses import Batch, d_loss, g_loss, stat_names
 from progan_dsl.train.schedule import Phase, Schedule
 
@@ -197,7 +197,7 @@ class Trainer:
             carry_optimizer_state(opt_G, G, self.opt_G, self.G)
             carry_optimizer_state(opt_D, D, self.opt_D, self.D)
         self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
-        self.G_run, self.D_run = self.paths.runner(G), self.paths.runner(D)
+        self.G_run, self.D_run = self.paths.runners(G, D)
         self.phase = phase
 
     def enter_phase(self, phase: Phase) -> None:
@@ -261,12 +261,9 @@ class Trainer:
         size = self.program.spec.architecture.latent_size
         return self._share(torch.randn(batch, size, generator=self.gen))
 
-    def _critic(self, alpha: Tensor, pair: tuple[Tensor, Tensor] | None = None) -> Critic:
-        assert self.D is not None and self.D_run is not None
-        return self.paths.critic(self.D, self.D_run, alpha, self.group, pair)
-
     def _d_step(self, phase: Phase, sums: dict[str, Tensor]) -> None:
-        assert self.G_run is not None and self.D is not None and self.opt_D is not None
+        assert self.G_run is not None and self.D is not None and self.D_run is not None
+        assert self.opt_D is not None
         batch = phase.minibatch
         alpha = self.paths.scalar(self.alpha)
         reals = self.reals(phase.resolution, batch, self.alpha)
@@ -277,8 +274,8 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         upscale = self.final_resolution // phase.resolution
         with self.paths.autocast():
-            loss, terms = d_loss(self.training.loss, self._critic(alpha, (reals, fakes)),
-                                 Batch(reals, fakes, mix, upscale))
+            critic = self.paths.critic(self.D, self.D_run, alpha, self.group, (reals, fakes))
+            loss, terms = d_loss(self.training.loss, critic, Batch(reals, fakes, mix, upscale))
         loss.backward()
         distr.average_gradients(self.env, self.D.parameters())
         self.opt_D.step()
@@ -288,13 +285,14 @@ class Trainer:
 
     def _g_step(self, phase: Phase) -> Tensor:
         assert self.G is not None and self.G_run is not None and self.D is not None
-        assert self.opt_G is not None
+        assert self.D_run is not None and self.opt_G is not None
         alpha = self.paths.scalar(self.alpha)
         z = self._latents(phase.minibatch)
         self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
         with self.paths.autocast():
-            loss = g_loss(self.training.loss, self._critic(alpha), self.G_run(z, alpha))
+            critic = self.paths.critic(self.D, self.D_run, alpha, self.group)
+            loss = g_loss(self.training.loss, critic, self.G_run(z, alpha))
         loss.backward()
         self.D.requires_grad_(True)
         distr.average_gradients(self.env, self.G.parameters())

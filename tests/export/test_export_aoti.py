@@ -151,3 +151,23 @@ def test_a_failed_compilation_leaves_no_file(
     with pytest.raises(UserError, match="fade-in"):
         fade = program.stage(16, "fade")
         aoti.export_aoti(program, fade, program.build("G", fade), tmp_path / "g.pt2")
+
+
+def test_open_sampler_runs_a_package(run: tuple[Path, dict], package: Path) -> None:
+    from progan_dsl.generate.sampler import AotiSampler, open_sampler
+
+    sampler = open_sampler(package, batch_size=3)
+    assert isinstance(sampler, AotiSampler) and sampler.backend == "aoti"
+    assert (sampler.latent_size, sampler.channels, sampler.height, sampler.resolution) == (
+        16,
+        1,
+        16,
+        16,
+    )
+    z = latents(7, 16, seed=9)  # batches of 3, 3 and 1 through the dynamic batch
+    with torch.no_grad():
+        want = ema_generator(run)(torch.from_numpy(z)).numpy()
+    got = sampler.sample(z)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < REL_L2
+    with pytest.raises(UserError, match="a .pt2 package has one"):
+        open_sampler(package, resolution=8)

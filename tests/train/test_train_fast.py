@@ -195,6 +195,30 @@ def test_compiled_d_serves_first_order_calls_only(program) -> None:  # type: ign
         assert runs == expected
 
 
+def test_compile_keeps_compiling_over_every_stable_stage(program) -> None:  # type: ignore[no-untyped-def]
+    from torch._dynamo.utils import counters
+
+    from progan_dsl.train.schedule import build_schedule
+
+    schedule = build_schedule(program.spec)
+    env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    t = Trainer(
+        program,
+        schedule,
+        env,
+        lambda r, b, a: torch.randn(b, 1, r, r),
+        seed=0,
+        fast=FastPaths(compile=True, compile_backend="aot_eager", channels_last=False),
+    )
+    counters.clear()
+    for phase in (p for p in schedule.phases if not p.fading):  # 4, 8, 16: one shared wrapper
+        t.enter_phase(phase)
+        t.images_shown = phase.start
+        t.iteration()
+    # every frame compiled: no stage fell back to eager at Dynamo's recompile limit
+    assert counters["frames"]["total"] == counters["frames"]["ok"] >= 9  # G x 2, D x 1 per stage
+
+
 def test_bf16_autocast_pairing_and_channels_last_within_bf16_rounding(program) -> None:  # type: ignore[no-untyped-def]
     stage = program.stage(16, "fade")
     torch.manual_seed(1)
