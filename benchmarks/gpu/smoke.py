@@ -1,12 +1,14 @@
 """Training smoke of the device check: `progan_dsl.train.train` (the public entry point) on a narrow
-spec grown to each `--resolutions` R in bf16 (on CUDA; fp32 on a CPU), stopped inside the fade-in
-to R, resumed from its checkpoint, and trained on through the fade-in into R's stable phase.
+spec grown to the largest of `--resolutions` in bf16 (on CUDA; fp32 on a CPU): one run, stopped
+inside the fade-in to each listed R (alpha 0.5) and resumed from that checkpoint (`--resume auto`),
+the last time trained on through the fade-in into the final stable phase. Ticks and snapshots
+only at the ends of the invocations: the smoke is about growth, checkpoints and resumption.
 
-Checked per R: both runs end where asked and every logged loss is finite; the checkpoint the
-first run left is taken inside the fade-in (stage R/fade, 0 < alpha < 1); a `Trainer` restored
-from it holds exactly its weights, optimizer moments and position (state restored); the resumed
-run logs a `resume` record at that position and its final checkpoint is past the fade-in (training
-continued). Bitwise equality with an uninterrupted run is not asked on CUDA (cuDNN's autotuned
+Checked per R: the checkpoint is taken inside the fade-in (stage R/fade, 0 < alpha < 1); a
+`Trainer` restored from it holds exactly its weights, optimizer moments and position (state
+restored); the next invocation resumes the same run folder at that position (a `resume` record)
+and trains on past it (into the final stable phase after the last R); every logged loss is
+finite. Bitwise equality with an uninterrupted run is not asked on CUDA (cuDNN's autotuned
 kernels differ between processes); tests/train/test_train_run.py checks it on the CPU.
 
     python -m benchmarks.gpu.smoke --device cuda --resolutions 64,256 --out DIR --json F
@@ -60,8 +62,8 @@ training:
     fade_kimg: {kimg}
     stable_kimg: {kimg}
     minibatch: {batches}
-  tick_kimg: {kimg}
-  snapshot: {{every_kimg: {kimg}, keep: 2}}
+  tick_kimg: 1000
+  snapshot: {{every_kimg: 1000, keep: 3}}
   evaluation: {{metrics: []}}
   grid: {{rows: 2, cols: 2}}
 """
@@ -150,21 +152,22 @@ def _restored_exactly(ckpt: Any, device: str) -> bool:
     return same and same_opt and trainer.images_shown == ckpt.images_shown
 
 
-def smoke(final: int, folder: Path, device: str) -> dict[str, Any]:
-    """The two runs at one final resolution; returns what was checked."""
+def smoke(resolutions: list[int], folder: Path, device: str) -> dict[str, Any]:
+    """One run grown to the largest of `resolutions`, stopped inside the fade-in to each of them
+    and resumed from that checkpoint, then trained into the last one's stable phase."""
     from progan_dsl.checkpoint import Checkpoint
     from progan_dsl.compiler import compile_spec
     from progan_dsl.train.loop import TrainOptions, train
     from progan_dsl.train.schedule import build_schedule
 
+    final = max(resolutions)
     precision = "bf16" if device.startswith("cuda") else "fp32"
     spec = write_spec(folder, final, precision)
     data = write_dataset(folder, final)
     schedule = build_schedule(compile_spec(spec).spec)
-    fade = next(p for p in schedule.phases if p.resolution == final and p.fading)
-    stop = fade.start + fade.length // 2  # inside the fade-in, alpha near 0.5
-    end = fade.end + PHASE_IMAGES // 2  # into the stable phase after it
-    began = time.perf_counter()
+    fades = {p.resolution: p for p in schedule.phases if p.fading}
+    stops = [fades[r].start + fades[r].length // 2 for r in sorted(resolutions)]  # alpha 0.5
+    end = fades[final].end + PHASE_IMAGES // 2  # into the stable phase after the last fade-in
     opts = {
         "spec": str(spec),
         "data": str(data),
@@ -173,36 +176,51 @@ def smoke(final: int, folder: Path, device: str) -> dict[str, Any]:
         "progress": False,
         "quiet": True,
     }
-    first = train(TrainOptions(**opts, kimg=stop / 1000))
-    ckpt = Checkpoint.load(first.run_dir)
-    in_fade = str(ckpt.stage) == f"{final}/fade" and 0 < fade.alpha(ckpt.images_shown) < 1
-    restored = _restored_exactly(ckpt, device)
-    second = train(TrainOptions(**opts, kimg=end / 1000, resume="auto"))
-    records = _records(second.run_dir)
-    resumes = [r for r in records if r["event"] == "resume"]
-    last = Checkpoint.load(second.run_dir)
-    checks = {
-        "first_run_stopped_in_fade": in_fade,
-        "state_restored_exactly": restored,
-        "resumed_same_run": second.run_dir == first.run_dir and bool(resumes),
-        "resumed_at_checkpoint": bool(resumes) and resumes[-1]["images_shown"] == ckpt.images_shown,
-        "trained_past_fade": last.images_shown >= end and str(last.stage) == f"{final}/stable",
-        "losses_finite": _finite(_records(first.run_dir)) and _finite(records),
-    }
+    began = time.perf_counter()
+    results = [train(TrainOptions(**opts, kimg=stops[0] / 1000))]  # a new run
+    ckpts = [Checkpoint.load(results[0].run_dir)]
+    restored = [_restored_exactly(ckpts[0], device)]
+    for stop in [*stops[1:], end]:
+        results.append(train(TrainOptions(**opts, kimg=stop / 1000, resume="auto")))
+        ckpts.append(Checkpoint.load(results[-1].run_dir))
+        if stop != end:
+            restored.append(_restored_exactly(ckpts[-1], device))
+    records = _records(results[0].run_dir)
+    resumes = [r["images_shown"] for r in records if r["event"] == "resume"]
+    runs = []
+    for k, resolution in enumerate(sorted(resolutions)):
+        ckpt, after = ckpts[k], ckpts[k + 1]
+        fade = fades[resolution]
+        checks = {
+            "stopped_in_fade": str(ckpt.stage) == f"{resolution}/fade"
+            and 0 < fade.alpha(ckpt.images_shown) < 1,
+            "state_restored_exactly": restored[k],
+            "resumed_same_run": results[k + 1].run_dir == results[0].run_dir,
+            "resumed_at_checkpoint": ckpt.images_shown in resumes,
+            "training_continued": after.images_shown > ckpt.images_shown
+            and (k + 1 < len(stops) or str(after.stage) == f"{final}/stable"),
+            "losses_finite": _finite(records),
+        }
+        runs.append(
+            {
+                "resolution": resolution,
+                "precision": precision,
+                "device": device,
+                "checkpoint": {
+                    "stage": str(ckpt.stage),
+                    "images_shown": ckpt.images_shown,
+                    "alpha": fade.alpha(ckpt.images_shown),
+                },
+                "continued_to": after.images_shown,
+                "img_per_s": results[k + 1].img_per_s,
+                "checks": checks,
+                "passed": all(checks.values()),
+            }
+        )
     return {
-        "resolution": final,
-        "precision": precision,
-        "device": device,
-        "checkpoint": {
-            "stage": str(ckpt.stage),
-            "images_shown": ckpt.images_shown,
-            "alpha": fade.alpha(ckpt.images_shown),
-        },
-        "images_shown": last.images_shown,
-        "img_per_s": second.img_per_s,
+        "runs": runs,
         "seconds": time.perf_counter() - began,
-        "checks": checks,
-        "passed": all(checks.values()),
+        "passed": all(r["passed"] for r in runs),
     }
 
 
@@ -220,14 +238,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads or default_threads())
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"runs": []}
-    for final in (int(r) for r in args.resolutions.split(",")):
-        folder = args.out / f"smoke{final}"
-        folder.mkdir(parents=True, exist_ok=True)
-        results["runs"].append(smoke(final, folder, args.device))
-        print(f"  smoke {final}x{final}: {results['runs'][-1]['checks']}", flush=True)
-        write_json("smoke", results, args.json, quiet=True)
-    results["passed"] = all(r["passed"] for r in results["runs"])
+    resolutions = [int(r) for r in args.resolutions.split(",")]
+    results = smoke(resolutions, args.out, args.device)
+    for run_ in results["runs"]:
+        print(f"  smoke {run_['resolution']}x{run_['resolution']}: {run_['checks']}", flush=True)
     write_json("smoke", results, args.json, quiet=True)
     return results
 
