@@ -144,18 +144,10 @@ def export_aoti(
 
 def read_aoti_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a package (ours and the compiler's `AOTI_*` keys). Loads the package:
-    it must have been built for this machine's device."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such AOTInductor package")
-    try:
-        loaded = torch._inductor.aoti_load_package(str(path))
-    except Exception as err:  # noqa: BLE001 - any failure to load is the file's or machine's
-        raise UserError(
-            f"{path}: cannot load this AOTInductor package here "
-            f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
-        ) from None
-    return dict(loaded.get_metadata())
+    it must have been built for this machine's device (`progan_dsl.generate.sampler.load_aoti`)."""
+    from progan_dsl.generate.sampler import load_aoti
+
+    return load_aoti(path)[1]
 
 
 __all__ = ["DEVICES", "PRECISIONS", "export_aoti", "exported_program", "read_aoti_metadata"]

@@ -196,14 +196,11 @@ class AotiSampler(Sampler):
     def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH) -> None:
         import torch
 
-        from progan_dsl.export.aoti import read_aoti_metadata
-
-        meta = read_aoti_metadata(path)
+        self.G, meta = load_aoti(path)
         missing = [k for k in ("latent_size", "channels", "height", "width") if k not in meta]
         if missing:
             raise UserError(f"{path}: not a progan-export package (no {', '.join(missing)} in "
                             "its metadata)")
-        self.G = torch._inductor.aoti_load_package(str(path))
         self.device = torch.device(meta.get("device", "cpu"))
         self.latent_size, self.channels = int(meta["latent_size"]), int(meta["channels"])
         self.height, self.width = int(meta["height"]), int(meta["width"])
@@ -245,6 +242,23 @@ class OnnxSampler(Sampler):
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         return self.generator.run(z)
+
+
+def load_aoti(path: str | Path) -> tuple[Any, dict[str, str]]:
+    """An AOTInductor package (`progan-export --aoti`) loaded: its callable and its metadata
+    (ours and the compiler's `AOTI_*` keys). It must have been built for this machine's device."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such AOTInductor package")
+    try:
+        loaded = torch._inductor.aoti_load_package(str(path))
+    except Exception as err:  # noqa: BLE001 - any failure to load is the file's or machine's
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: cannot load this AOTInductor package here "
+                        f"({type(err).__name__}: {first})") from None
+    return loaded, dict(loaded.get_metadata())
 
 
 def _default_device() -> str:
@@ -291,4 +305,5 @@ def open_sampler(
 
 
 __all__ = ["DEFAULT_BATCH", "TORCH_BACKENDS", "AotiSampler", "CudaGraphRunner", "OnnxSampler",
-           "Sampler", "TorchSampler", "is_aoti", "is_onnx", "open_sampler", "torch_runner"]
+           "Sampler", "TorchSampler", "is_aoti", "is_onnx", "load_aoti", "open_sampler",
+           "torch_runner"]
