@@ -38,7 +38,7 @@ ANIMATION_SUFFIXES = (".gif", ".mp4")
 
 
 def parser() -> argparse.ArgumentParser:
-    from progan_dsl.generate.sampler import DEFAULT_BATCH
+    from progan_dsl.generate.sampler import DEFAULT_BATCH, TORCH_BACKENDS
 
     p = parser_for("progan-generate", "Draw images from a generator: a PNG grid, one PNG per "
                    "image, or a latent walk (GIF, MP4 or frames). Deterministic for a seed.",
@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", type=positive_int, help="grid columns (default ceil(sqrt(n)))")
     p.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH,
                    help=f"latents per forward pass (default {DEFAULT_BATCH})")
+    p.add_argument("--torch-backend", choices=TORCH_BACKENDS, default="eager",
+                   help="how a checkpoint's generator runs: eager (default), compile "
+                   "(torch.compile), cudagraphs (CUDA graphs, fixed batch)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out folder (replacing what progan-generate wrote there)")
     add_common(p)
@@ -101,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interpolating = args.interpolate is not None
     kind = output_kind(args.out, interpolating)
     sampler = open_sampler(args.network, device=args.device, provider=args.provider,
-                           resolution=args.resolution, batch_size=args.batch)
+                           resolution=args.resolution, batch_size=args.batch,
+                           torch_backend=args.torch_backend)
     if isinstance(sampler, OnnxSampler):
         note = provider_note(sampler.generator.providers)
         if note and not args.quiet:

@@ -129,9 +129,10 @@ def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
 
     if args.fake is not None:
         return load_image_source(args.fake, args.num)
-    from progan_dsl.generate.sampler import is_onnx, open_sampler
+    from progan_dsl.generate.sampler import is_aoti, is_onnx, open_sampler
 
-    resolution = None if is_onnx(args.network) else args.resolution
+    exported = is_onnx(args.network) or is_aoti(args.network)  # one stage, no --resolution
+    resolution = None if exported else args.resolution
     sampler = open_sampler(args.network, device=args.device, resolution=resolution,
                            batch_size=args.batch)
     return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))

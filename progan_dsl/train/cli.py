@@ -63,6 +63,14 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU compute threads (default: the cores the load average leaves free, "
                    "at least 1; on a machine busy with other work fewer threads are much faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
+    for name, what in (("channels-last", "modules and D inputs in NHWC"),
+                       ("paired-critic", "D on reals and fakes in one call where groups allow"),
+                       ("compile", "torch.compile of G and D's first-order calls")):
+        switch = p.add_mutually_exclusive_group()
+        dest = name.replace("-", "_")
+        switch.add_argument(f"--{name}", dest=dest, action="store_true", default=None,
+                            help=f"fast path: {what} (default: the device's, see docs/training.md)")
+        switch.add_argument(f"--no-{name}", dest=dest, action="store_false", help="turn it off")
     gradfix = p.add_mutually_exclusive_group()
     gradfix.add_argument("--gradfix", dest="gradfix", action="store_true", default=None,
                          help="convs with differentiable backward kernels (default: on CUDA only)")
@@ -115,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print(dry_run(loaded, args.kimg, args.device))
         return 0
+    from progan_dsl.train.fast import FastPaths
     from progan_dsl.train.loop import (
         EXIT_DIVERGED,
         TrainingDiverged,
@@ -136,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=False if args.no_progress else None,
         quiet=args.quiet,
         gradfix=args.gradfix,
+        fast=FastPaths(channels_last=args.channels_last, paired_critic=args.paired_critic,
+                       compile=args.compile),
         command=["progan-train", *(sys.argv[1:] if argv is None else argv)],
     )
     try:

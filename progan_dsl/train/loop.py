@@ -33,6 +33,7 @@ from progan_dsl.fsutil import write_error_message
 from progan_dsl.spec import LoadedSpec, load_spec
 from progan_dsl.train import distributed as distr
 from progan_dsl.train.evaluator import Evaluator
+from progan_dsl.train.fast import FastPaths
 from progan_dsl.train.feedback import Feedback, format_duration
 from progan_dsl.train.monitor import Monitor, NonFinite
 from progan_dsl.train.recorder import RunRecorder, run_info
@@ -76,6 +77,7 @@ class TrainOptions:
     progress: bool | None = None  # progress bar; None: when stderr is a terminal
     quiet: bool = False  # print nothing but errors (the run's log.txt still gets every line)
     gradfix: bool | None = None  # convs through gradfix; None: on CUDA only
+    fast: FastPaths | None = None  # fast-path switches (None each: the device's default)
     command: list[str] = field(default_factory=list)  # for run.json
 
 
@@ -153,7 +155,8 @@ def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHoo
     loader = ImageLoader(dataset, seed=seed, mirror=program.spec.training.dataset.mirror,
                          rank=env.rank, world_size=env.world_size, device=env.device,
                          workers=options.workers)
-    trainer = Trainer(program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix)
+    trainer = Trainer(program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix,
+                      fast=options.fast)
     _restore(trainer, loader, start, schedule)
     info = run_info(program, seed=seed, data=data, kimg=kimg, env=env, command=options.command,
                     started_from=str(start.checkpoint.path) if start.checkpoint else None)
@@ -287,7 +290,8 @@ class _Run:
                           f"{program.params('D', final):,} parameters at {final}")
         precision = "bf16 autocast" if t.bf16 else "fp32"
         self.feedback.say(f"  device {self.env.device} x {self.env.world_size} process(es), "
-                          f"{precision}, {torch.get_num_threads()} thread(s), seed {self.seed}, "
+                          f"{precision}, fast paths: {t.fast.describe()}, "
+                          f"{torch.get_num_threads()} thread(s), seed {self.seed}, "
                           f"data {self.data} ({self.dataset.verified}), "
                           f"{self.schedule.total / 1000:g} kimg")
 
