@@ -1,9 +1,17 @@
-"""Shared test helpers: paths, golden files, the CUDA marker."""
+"""Shared test helpers: paths, golden files, the CUDA marker, training fixtures.
+
+The suite runs in two worker processes (`pytest -n 2`, pytest-xdist) on a 2-core machine, so
+each worker computes with one torch thread: two workers with two threads each would oversubscribe
+the cores (spinning OpenMP threads collapse, see progan_dsl.devices).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
