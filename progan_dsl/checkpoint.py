@@ -236,7 +236,9 @@ class Checkpoint:
         try:
             return load_spec_text(self.spec_text, self.spec_path or "<checkpoint>")
         except SpecError as err:
-            raise UserError(f"{self._where}: the spec stored in the checkpoint is invalid:\n{err}") from None
+            raise UserError(
+                f"{self._where}: the spec stored in the checkpoint is invalid:\n{err}"
+            ) from None
 
     def program(self, fused: bool | None = None) -> Program:
         """The stored spec compiled (`fused` as for `compile_spec`; parameter names do not depend
@@ -259,21 +261,26 @@ class Checkpoint:
         program = self.program()
         if resolution is None:
             if self.stage.phase != "stable":
-                raise UserError(f"{self._where}: taken during the fade-in {self.stage}; neither "
-                                f"stable end is what the network computed then (pick one with "
-                                f"--resolution)")
+                raise UserError(
+                    f"{self._where}: taken during the fade-in {self.stage}; neither "
+                    f"stable end is what the network computed then (pick one with "
+                    f"--resolution)"
+                )
             return self.stage
         stage = program.stage(resolution, "stable")
         wanted = _meta_state(program, "G", stage)
         missing = [name for name in wanted if name not in self.G_ema]
         if missing:
             more = " ..." if len(missing) > 3 else ""
-            raise UserError(f"{self._where}: stage {self.stage} lacks {', '.join(missing[:3])}{more} "
-                            f"of the {resolution} stable generator")
+            raise UserError(
+                f"{self._where}: stage {self.stage} lacks {', '.join(missing[:3])}{more} "
+                f"of the {resolution} stable generator"
+            )
         return stage
 
-    def generator(self, *, ema: bool = True, resolution: int | None = None,
-                  fused: bool | None = None) -> nn.Module:
+    def generator(
+        self, *, ema: bool = True, resolution: int | None = None, fused: bool | None = None
+    ) -> nn.Module:
         """A stable-stage generator with this checkpoint's weights, in eval mode without grads
         (the EMA copy unless `ema=False`; the stage as `stable_stage(resolution)` picks it)."""
         stage = self.stable_stage(resolution)
@@ -287,8 +294,10 @@ class Checkpoint:
         program = self.program()
         if self.stage not in program.stages:
             valid = ", ".join(str(s) for s in program.stages)
-            raise UserError(f"{self._where}: stage {self.stage} is not a stage of spec "
-                            f"'{program.spec.name}' ({valid})")
+            raise UserError(
+                f"{self._where}: stage {self.stage} is not a stage of spec "
+                f"'{program.spec.name}' ({valid})"
+            )
         problems: list[str] = []
         for net, key, state in (("G", "G", self.G), ("G", "G_ema", self.G_ema), ("D", "D", self.D)):
             if state is None:
@@ -296,9 +305,16 @@ class Checkpoint:
             wanted = _meta_state(program, net, self.stage)
             missing = sorted(set(wanted) - set(state))
             extra = sorted(set(state) - set(wanted))
-            wrong = [f"{k} {list(state[k].shape)} (expected {list(wanted[k].shape)})"
-                     for k in wanted if k in state and tuple(state[k].shape) != tuple(wanted[k].shape)]
-            for label, names in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)):
+            wrong = [
+                f"{k} {list(state[k].shape)} (expected {list(wanted[k].shape)})"
+                for k in wanted
+                if k in state and tuple(state[k].shape) != tuple(wanted[k].shape)
+            ]
+            for label, names in (
+                ("missing", missing),
+                ("unexpected", extra),
+                ("wrong shape", wrong),
+            ):
                 if names:
                     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
                     problems.append(f"{key}: {label} {', '.join(names[:3])}{more}")
@@ -306,8 +322,10 @@ class Checkpoint:
             if bad:
                 problems.append(f"{key}: non-float tensors {', '.join(bad[:3])}")
         if problems:
-            raise UserError(f"{self._where}: weights do not fit stage {self.stage} of spec "
-                            f"'{program.spec.name}': " + "; ".join(problems))
+            raise UserError(
+                f"{self._where}: weights do not fit stage {self.stage} of spec "
+                f"'{program.spec.name}': " + "; ".join(problems)
+            )
 
     @property
     def _where(self) -> str:
@@ -324,17 +342,21 @@ def _read_archive(path: Path, map_location: str | torch.device) -> Any:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()  # CRC-32 of every member
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise UserError(f"{path}: not a checkpoint or damaged (truncated or not a torch.save "
-                        f"archive: {err})") from None
+        raise UserError(
+            f"{path}: not a checkpoint or damaged (truncated or not a torch.save archive: {err})"
+        ) from None
     if bad is not None:
-        raise UserError(f"{path}: damaged checkpoint: member {bad} fails its CRC check (the file "
-                        f"was corrupted on disk or in transfer)")
+        raise UserError(
+            f"{path}: damaged checkpoint: member {bad} fails its CRC check (the file "
+            f"was corrupted on disk or in transfer)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file to the user
         first = (str(err).splitlines() or [""])[0][:200]
-        raise UserError(f"{path}: not a loadable progan-dsl checkpoint ({type(err).__name__}: "
-                        f"{first})") from None
+        raise UserError(
+            f"{path}: not a loadable progan-dsl checkpoint ({type(err).__name__}: {first})"
+        ) from None
 
 
 class _Problems:
@@ -351,7 +373,9 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise UserError(f"{self.path}: not a valid progan-dsl checkpoint: " + "; ".join(self.items))
+            raise UserError(
+                f"{self.path}: not a valid progan-dsl checkpoint: " + "; ".join(self.items)
+            )
 
 
 def _is_int(value: Any) -> bool:
@@ -363,8 +387,9 @@ def _state_dict(raw: Any, key: str, p: _Problems, *, required: bool) -> StateDic
     if value is None:
         p.expect(not required, f"{key} is missing")
         return None
-    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, Tensor)
-                                         for k, v in value.items())
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in value.items()
+    )
     p.expect(ok, f"{key} must map parameter names to tensors")
     return value if ok else None
 
@@ -374,8 +399,10 @@ def _parse(raw: Any, path: Path) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UserError(f"{path}: not a progan-dsl checkpoint")
     if raw.get("version") != VERSION:
-        raise UserError(f"{path}: checkpoint version {raw.get('version')!r} is not supported "
-                        f"(supported: {VERSION})")
+        raise UserError(
+            f"{path}: checkpoint version {raw.get('version')!r} is not supported "
+            f"(supported: {VERSION})"
+        )
     for key in ("spec_text", "spec_hash"):
         p.expect(isinstance(raw.get(key), str), f"{key} must be a string")
     spec_path = raw.get("spec_path", "<checkpoint>")
@@ -384,12 +411,18 @@ def _parse(raw: Any, path: Path) -> Checkpoint:
     stage: Stage | None = None
     if p.expect(isinstance(stage_raw, dict), "stage must be {resolution, phase}"):
         res, phase = stage_raw.get("resolution"), stage_raw.get("phase")
-        ok = p.expect(_is_int(res) and res > 0, f"stage.resolution must be a positive integer, got {res!r}")
-        ok &= p.expect(phase in PHASES, f"stage.phase must be one of {', '.join(PHASES)}, got {phase!r}")
+        ok = p.expect(
+            _is_int(res) and res > 0, f"stage.resolution must be a positive integer, got {res!r}"
+        )
+        ok &= p.expect(
+            phase in PHASES, f"stage.phase must be one of {', '.join(PHASES)}, got {phase!r}"
+        )
         if ok:
             stage = Stage(res, phase)
     shown = raw.get("images_shown")
-    p.expect(_is_int(shown) and shown >= 0, f"images_shown must be a non-negative integer, got {shown!r}")
+    p.expect(
+        _is_int(shown) and shown >= 0, f"images_shown must be a non-negative integer, got {shown!r}"
+    )
     G = _state_dict(raw, "G", p, required=True)
     G_ema = _state_dict(raw, "G_ema", p, required=False)
     D = _state_dict(raw, "D", p, required=False)
@@ -397,10 +430,17 @@ def _parse(raw: Any, path: Path) -> Checkpoint:
     training = None
     if present:
         for key in TRAINING_KEYS:
-            p.expect(isinstance(raw.get(key), dict), f"{key} must be a dict (the training state is "
-                     f"{', '.join(TRAINING_KEYS)}, all or none)")
-        opt_ok = all(isinstance(raw.get(k), dict) and isinstance(raw[k].get("state"), dict)
-                     and isinstance(raw[k].get("param_groups"), list) for k in ("opt_G", "opt_D"))
+            p.expect(
+                isinstance(raw.get(key), dict),
+                f"{key} must be a dict (the training state is "
+                f"{', '.join(TRAINING_KEYS)}, all or none)",
+            )
+        opt_ok = all(
+            isinstance(raw.get(k), dict)
+            and isinstance(raw[k].get("state"), dict)
+            and isinstance(raw[k].get("param_groups"), list)
+            for k in ("opt_G", "opt_D")
+        )
         p.expect(opt_ok, "opt_G/opt_D must be optimizer state dicts")
         p.expect(D is not None, "D is missing (a checkpoint with training state holds D)")
     extra, info = raw.get("extra", {}), raw.get("info", {})

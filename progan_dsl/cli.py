@@ -16,11 +16,18 @@ from collections.abc import Callable, Sequence
 from progan_dsl.errors import EXIT_USER_ERROR, UserError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-_USER_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
-                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                errno.EPERM: "not permitted", errno.ENOTDIR: "a parent is not a folder",
-                errno.EISDIR: "is a folder", errno.ENOENT: "no such file or folder",
-                errno.EEXIST: "already exists", errno.ENAMETOOLONG: "name too long"}
+_USER_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.ENOTDIR: "a parent is not a folder",
+    errno.EISDIR: "is a folder",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "name too long",
+}
 
 
 def _os_error_message(err: OSError) -> str | None:

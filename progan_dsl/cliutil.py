@@ -15,8 +15,10 @@ from typing import NoReturn
 
 from progan_dsl.errors import UserError
 
-NETWORK_HELP = ("generator source: a run folder (its newest stable checkpoint), a checkpoint "
-                "file, or an .onnx or AOTInductor .pt2 file from progan-export")
+NETWORK_HELP = (
+    "generator source: a run folder (its newest stable checkpoint), a checkpoint "
+    "file, or an .onnx or AOTInductor .pt2 file from progan-export"
+)
 DEVICE_HELP = "cpu, cuda or cuda:<index> (default: cuda when a GPU is available, else cpu)"
 SET_HELP = "override a spec value, e.g. --set training.schedule.total_kimg=10 (repeatable)"
 MAX_COUNT = 10_000_000  # images or items one command is asked for: more is a typo
@@ -30,8 +32,13 @@ class UserErrorParser(argparse.ArgumentParser):
 
 
 def parser_for(prog: str, description: str, examples: str) -> UserErrorParser:
-    return UserErrorParser(prog=prog, description=description, epilog=examples,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    return UserErrorParser(
+        prog=prog,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
 
 
 def _version() -> str:
@@ -59,8 +66,9 @@ def add_network(p: argparse.ArgumentParser, *, required: bool, help: str = NETWO
 
 
 def add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=SET_HELP)
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
+    )
 
 
 def say(line: str) -> None:

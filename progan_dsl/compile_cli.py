@@ -29,22 +29,37 @@ EXAMPLES = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = parser_for("progan-compile", "Compile a ProGAN spec: validate, inspect, emit code, draw.",
-                   EXAMPLES)
+    p = parser_for(
+        "progan-compile", "Compile a ProGAN spec: validate, inspect, emit code, draw.", EXAMPLES
+    )
     p.add_argument("spec", nargs="?", help="spec YAML file")
     add_set(p)
-    p.add_argument("--table", action="store_true", help="print the paper-style layer table (Table 2)")
+    p.add_argument(
+        "--table", action="store_true", help="print the paper-style layer table (Table 2)"
+    )
     p.add_argument("--dump", action="store_true", help="print the block graphs as text")
     p.add_argument("--stage", default="all", help="resolution for --dump/--render (default all)")
     p.add_argument("--emit-source", metavar="DIR", help="write generated PyTorch modules to DIR")
-    p.add_argument("--force", action="store_true",
-                   help="with --emit-source: replace an earlier emission in DIR (nothing else)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --emit-source: replace an earlier emission in DIR (nothing else)",
+    )
     p.add_argument("--render", metavar="DIR", help="draw the graphs with graphviz into DIR")
-    p.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"], help="--render format")
-    p.add_argument("--schema", metavar="FILE", help="write the JSON Schema of the spec language ('-' = stdout)")
+    p.add_argument(
+        "--format", default="svg", choices=["svg", "png", "pdf", "dot"], help="--render format"
+    )
+    p.add_argument(
+        "--schema", metavar="FILE", help="write the JSON Schema of the spec language ('-' = stdout)"
+    )
     fuse = p.add_mutually_exclusive_group()
-    fuse.add_argument("--fuse", dest="fused", action="store_true", default=None,
-                      help="force the fused up/down convs on")
+    fuse.add_argument(
+        "--fuse",
+        dest="fused",
+        action="store_true",
+        default=None,
+        help="force the fused up/down convs on",
+    )
     fuse.add_argument("--no-fuse", dest="fused", action="store_false", help="force them off")
     add_common(p)
     return p
@@ -124,5 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         did = True
     if not did and not args.quiet:  # --quiet: validate only (exit status 0 or 2)
         sys.stdout.write(summary(program))
-        say(f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s")
+        say(
+            f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s"
+        )
     return 0

@@ -65,8 +65,13 @@ class Program:
     def source(self, net: str, stage: Stage) -> str:
         key = (net, stage)
         if key not in self._sources:
-            view = module_view(self.graph(net, stage), stage, spec_name=self.spec.name,
-                               spec_hash=self.loaded.hash, fused=self.fused)
+            view = module_view(
+                self.graph(net, stage),
+                stage,
+                spec_name=self.spec.name,
+                spec_hash=self.loaded.hash,
+                fused=self.fused,
+            )
             self._sources[key] = render_stage(view)
         return self._sources[key]
 
@@ -90,13 +95,18 @@ def _taking_alpha(cls: type[nn.Module]) -> type[nn.Module]:
     def forward(self: nn.Module, x: Any, alpha: Any = None) -> Any:
         return cls.forward(self, x)
 
-    namespace = {"forward": forward, "__doc__": cls.__doc__, "__module__": cls.__module__,
-                 "__qualname__": cls.__qualname__}
+    namespace = {
+        "forward": forward,
+        "__doc__": cls.__doc__,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    }
     return type(cls.__name__, (cls,), namespace)
 
 
-def compile_spec(spec: str | Path | LoadedSpec, *, fused: bool | None = None,
-                 overrides: Sequence[str] = ()) -> Program:
+def compile_spec(
+    spec: str | Path | LoadedSpec, *, fused: bool | None = None, overrides: Sequence[str] = ()
+) -> Program:
     """Compile a spec file (with `--set` style `overrides`) or an already loaded spec."""
     if isinstance(spec, LoadedSpec):
         if overrides:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
 def parse_device(text: str) -> tuple[str, int]:
     """'cpu' -> ('cpu', 0); 'cuda' -> ('cuda', 0); 'cuda:1' -> ('cuda', 1)."""
     kind, sep, index = text.strip().partition(":")
@@ -76,5 +75,11 @@ def device_text(device: torch.device) -> str:
     return "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
 
 
-__all__ = ["PASSIVE_WAIT", "default_threads", "device_text", "parse_device", "torch_device",
-           "usable_cores"]
+__all__ = [
+    "PASSIVE_WAIT",
+    "default_threads",
+    "device_text",
+    "parse_device",
+    "torch_device",
+    "usable_cores",
+]

@@ -36,9 +36,13 @@ def to_uint8(images: ImageArray) -> ImageArray:
 
 
 def _as_tensor(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    tensor = torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images  # a copy
+    tensor = (
+        torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images
+    )  # a copy
     if tensor.dtype != torch.uint8 or tensor.ndim != 4:
-        raise ValueError(f"expected uint8 images [N, C, H, W], got {tensor.dtype} {list(tensor.shape)}")
+        raise ValueError(
+            f"expected uint8 images [N, C, H, W], got {tensor.dtype} {list(tensor.shape)}"
+        )
     return tensor.cpu()
 
 
@@ -48,7 +52,11 @@ def resample_cells(images: torch.Tensor, cell: int) -> torch.Tensor:
     if cell == h:
         return images
     x = images.float()
-    x = F.interpolate(x, scale_factor=cell // h, mode="nearest") if cell > h else F.avg_pool2d(x, h // cell)
+    x = (
+        F.interpolate(x, scale_factor=cell // h, mode="nearest")
+        if cell > h
+        else F.avg_pool2d(x, h // cell)
+    )
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -71,8 +79,9 @@ def image_grid(
     if cell is not None:
         x = resample_cells(x, cell)
     _, c, h, w = x.shape
-    canvas = np.full((rows * h + (rows - 1) * gutter, cols * w + (cols - 1) * gutter, c),
-                     GUTTER_VALUE, np.uint8)
+    canvas = np.full(
+        (rows * h + (rows - 1) * gutter, cols * w + (cols - 1) * gutter, c), GUTTER_VALUE, np.uint8
+    )
     pixels = x.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
     for i in range(len(pixels)):
         r, q = divmod(i, cols)

@@ -320,7 +320,7 @@ def _inline_svg(path: Path) -> str:
     """An SVG file's <svg> element, for embedding in HTML (its <title> tooltips then work, which
     they do not through <img>)."""
     text = path.read_text(encoding="utf-8")
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str, out: Path) -> str:
@@ -355,8 +355,10 @@ def _index_html(program: Program, entries: list[tuple[str, str]], fmt: str, out:
         if fmt == "svg":
             lines.append(f'<div class="{figure}">{_inline_svg(out / f"{base}.svg")}</div>')
         elif fmt == "png":
-            lines.append(f'<div class="{figure}"><a href="{base}.png"><img src="{base}.png" '
-                         f'alt="{html.escape(title)}"></a></div>')
+            lines.append(
+                f'<div class="{figure}"><a href="{base}.png"><img src="{base}.png" '
+                f'alt="{html.escape(title)}"></a></div>'
+            )
         lines.append("<p>" + " · ".join(links) + "</p>")
         lines.append("</section>")
     lines += ["</body>", "</html>", ""]

@@ -34,8 +34,11 @@ def check_golden(relpath: str, text: str) -> None:
     if text != expected:
         import difflib
 
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                            "golden", "now", n=2))
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True), text.splitlines(True), "golden", "now", n=2
+            )
+        )
         pytest.fail(f"{relpath} differs from the golden file:\n{diff[:4000]}")
 
 
@@ -71,8 +74,14 @@ def write_tiny_run(folder: Path, stages: list[tuple[int, str]]) -> dict[tuple[in
         with torch.no_grad():
             for p in G_ema.parameters():
                 p.add_(0.3 * torch.randn_like(p))
-        ckpt = Checkpoint.from_weights(program.loaded, stage, G=G.state_dict(), D=D.state_dict(),
-                                       G_ema=G_ema.state_dict(), images_shown=1000 * (i + 1))
+        ckpt = Checkpoint.from_weights(
+            program.loaded,
+            stage,
+            G=G.state_dict(),
+            D=D.state_dict(),
+            G_ema=G_ema.state_dict(),
+            images_shown=1000 * (i + 1),
+        )
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
         written[(res, phase)] = ckpt.save(folder / "checkpoints")
     return written
@@ -130,12 +139,13 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images = rng.integers(0, 64, (96, 16, 16), dtype=np.uint8)
     for i in range(96):
         y, x = rng.integers(0, 10, 2)
-        images[i, y:y + 6, x:x + 6] = 230
+        images[i, y : y + 6, x : x + 6] = 230
     np.save(root / "src.npy", images)
     from progan_dsl.data import CreateOptions, create_dataset
 
-    create_dataset(CreateOptions(source=str(root / "src.npy"), out=root / "ds", resolution=16,
-                                 progress=False))
+    create_dataset(
+        CreateOptions(source=str(root / "src.npy"), out=root / "ds", resolution=16, progress=False)
+    )
     return root / "ds"
 
 
@@ -155,6 +165,15 @@ def reference_run(train_spec: Path, train_data: Path, tmp_path_factory: pytest.T
     every interrupted-and-resumed run must equal bit for bit."""
     from progan_dsl.train.loop import TrainOptions, train
 
-    return train(TrainOptions(spec=str(train_spec), data=str(train_data),
-                              outdir=str(tmp_path_factory.mktemp("reference")), device="cpu",
-                              progress=False, threads=1, seed=TRAIN_SEED, quiet=True))
+    return train(
+        TrainOptions(
+            spec=str(train_spec),
+            data=str(train_data),
+            outdir=str(tmp_path_factory.mktemp("reference")),
+            device="cpu",
+            progress=False,
+            threads=1,
+            seed=TRAIN_SEED,
+            quiet=True,
+        )
+    )

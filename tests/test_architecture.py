@@ -12,11 +12,11 @@ import ast
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import networkx as nx
 import pytest
+import tomllib
 
 from tests.conftest import ROOT
 
@@ -25,8 +25,9 @@ CODEGEN = ROOT / "codegen"  # installed as progan_dsl.codegen (pyproject package
 CLI_MODULES = {"progan_dsl.cli", "progan_dsl.compile_cli"} | {
     f"progan_dsl.{p}.cli" for p in ("train", "data", "metrics", "export", "generate", "pretrained")
 }
-ENTRY_POINTS = {"progan_dsl.cli"} | {m for m in ("progan_dsl.train.__main__",
-                                                 "progan_dsl.pretrained.__main__")}
+ENTRY_POINTS = {"progan_dsl.cli"} | {
+    m for m in ("progan_dsl.train.__main__", "progan_dsl.pretrained.__main__")
+}
 # (importer prefix, forbidden prefix, why)
 LAYERS = [
     ("progan_dsl.spec", "torch", "the spec language loads without torch"),
@@ -46,7 +47,11 @@ LAYERS = [
     ("progan_dsl.spec", "progan_dsl.ir", "spec is below ir"),
     ("progan_dsl.ir", "progan_dsl.compiler", "ir is below the compiler"),
     ("progan_dsl.codegen", "progan_dsl.compiler", "codegen is below the compiler"),
-    ("progan_dsl.nn", "progan_dsl", "the layer runtime is copied into emitted packages: torch only"),
+    (
+        "progan_dsl.nn",
+        "progan_dsl",
+        "the layer runtime is copied into emitted packages: torch only",
+    ),
 ]
 
 
@@ -98,8 +103,9 @@ def graph() -> dict[str, set[str]]:
     out = {}
     for module, path in files.items():
         every = imports(path, module, top_level_only=False) - _type_checking_only(path)
-        out[module] = {m for m in every if m.split(".")[0] in ("progan_dsl", "torch", "onnx",
-                                                               "onnxruntime")}
+        out[module] = {
+            m for m in every if m.split(".")[0] in ("progan_dsl", "torch", "onnx", "onnxruntime")
+        }
     return out
 
 
@@ -108,18 +114,35 @@ def _matches(name: str, prefix: str) -> bool:
 
 
 @pytest.mark.parametrize(("importer", "forbidden", "why"), LAYERS)
-def test_imports_go_one_way(graph: dict[str, set[str]], importer: str, forbidden: str, why: str) -> None:
-    bad = sorted((m, i) for m, deps in graph.items() if _matches(m, importer)
-                 for i in deps if _matches(i, forbidden) and not _matches(i, importer))
+def test_imports_go_one_way(
+    graph: dict[str, set[str]], importer: str, forbidden: str, why: str
+) -> None:
+    bad = sorted(
+        (m, i)
+        for m, deps in graph.items()
+        if _matches(m, importer)
+        for i in deps
+        if _matches(i, forbidden) and not _matches(i, importer)
+    )
     assert not bad, f"{why}: {bad[:5]}"
 
 
 def test_nothing_imports_a_cli_module(graph: dict[str, set[str]]) -> None:
-    bad = sorted((m, i) for m, deps in graph.items() if m not in ENTRY_POINTS
-                 and m not in CLI_MODULES for i in deps if i in CLI_MODULES)
+    bad = sorted(
+        (m, i)
+        for m, deps in graph.items()
+        if m not in ENTRY_POINTS and m not in CLI_MODULES
+        for i in deps
+        if i in CLI_MODULES
+    )
     assert not bad, bad
-    cli_to_cli = sorted((m, i) for m, deps in graph.items() if m in CLI_MODULES - ENTRY_POINTS
-                        for i in deps if i in CLI_MODULES and i != m)
+    cli_to_cli = sorted(
+        (m, i)
+        for m, deps in graph.items()
+        if m in CLI_MODULES - ENTRY_POINTS
+        for i in deps
+        if i in CLI_MODULES and i != m
+    )
     assert not cli_to_cli, cli_to_cli
 
 
@@ -144,8 +167,10 @@ def test_no_import_cycles() -> None:
 
 
 def test_spec_and_ir_load_without_torch() -> None:
-    code = ("import sys; import progan_dsl.spec, progan_dsl.ir, progan_dsl.ir.dump; "
-            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys; import progan_dsl.spec, progan_dsl.ir, progan_dsl.ir.dump; "
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -170,8 +195,10 @@ def test_pyproject_lists_every_package() -> None:
     mapped = config["package-dir"]
     assert mapped == {"progan_dsl.codegen": "codegen", "progan_dsl.benchmarks": "benchmarks"}
     for package, folder in mapped.items():
-        on_disk |= {".".join([package, *p.relative_to(ROOT / folder).parts[:-1]])
-                    for p in (ROOT / folder).rglob("__init__.py")}
+        on_disk |= {
+            ".".join([package, *p.relative_to(ROOT / folder).parts[:-1]])
+            for p in (ROOT / folder).rglob("__init__.py")
+        }
     assert listed == on_disk
     assert not {"codegen", "benchmarks"} & listed  # never generic top-level packages
 
@@ -181,14 +208,16 @@ SCRIPTS = ["compile", "train", "dataset", "metrics", "export", "generate", "impo
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help_is_fast_and_loads_no_torch(name: str) -> None:
-    code = ("import sys, io, contextlib\n"
-            f"from progan_dsl.cli import {name}_main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    try:\n"
-            f"        {name}_main(['--help'])\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys, io, contextlib\n"
+        f"from progan_dsl.cli import {name}_main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        {name}_main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    )
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start

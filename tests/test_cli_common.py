@@ -26,40 +26,67 @@ def test_device_names() -> None:
             parse_device(bad)
 
 
-@pytest.mark.parametrize(("load", "cores", "threads"), [
-    (0.0, 2, 2), (0.4, 2, 2), (0.6, 2, 1), (1.0, 2, 1), (5.0, 2, 1), (3.2, 16, 13), (0.0, 1, 1),
-])
+@pytest.mark.parametrize(
+    ("load", "cores", "threads"),
+    [
+        (0.0, 2, 2),
+        (0.4, 2, 2),
+        (0.6, 2, 1),
+        (1.0, 2, 1),
+        (5.0, 2, 1),
+        (3.2, 16, 13),
+        (0.0, 1, 1),
+    ],
+)
 def test_threads_default_to_the_cores_the_load_leaves_free(load, cores, threads) -> None:
     assert default_threads(load=load, cores=cores) == threads
 
 
 def test_argument_types_refuse_what_would_crash_later() -> None:
     assert positive_int("3") == 3 and seed_int("0") == 0 and positive_float("0.5") == 0.5
-    for parse, bad in ((positive_int, "0"), (positive_int, "100000000000"), (seed_int, "-1"),
-                       (positive_float, "inf"), (positive_float, "nan"), (positive_float, "-2"),
-                       (positive_float, "x")):
+    for parse, bad in (
+        (positive_int, "0"),
+        (positive_int, "100000000000"),
+        (seed_int, "-1"),
+        (positive_float, "inf"),
+        (positive_float, "nan"),
+        (positive_float, "-2"),
+        (positive_float, "x"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
 
 
 def test_file_system_errors_become_messages(tmp_path) -> None:
     full = OSError(errno.ENOSPC, "No space left on device", "/data/x.pt")
-    assert _os_error_message(full) == "disk full while writing /data/x.pt; nothing older was touched"
+    assert (
+        _os_error_message(full) == "disk full while writing /data/x.pt; nothing older was touched"
+    )
     assert _os_error_message(OSError(errno.EROFS, "Read-only", "/ro/g.png")) == (
-        "/ro/g.png: read-only file system")
+        "/ro/g.png: read-only file system"
+    )
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert "exists and is not a folder" in _os_error_message(
-        OSError(errno.EEXIST, "File exists", str(a_file)))
+        OSError(errno.EEXIST, "File exists", str(a_file))
+    )
     assert _os_error_message(OSError(errno.EIO, "I/O error")) is None  # a bug: keep the trace
 
 
-@pytest.mark.parametrize("argv", [["progan-compile", "specs/celebahq_1024.yaml", "--dump"],
-                                  ["progan-train", "specs/celebahq_1024.yaml", "--dry-run"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["progan-compile", "specs/celebahq_1024.yaml", "--dump"],
+        ["progan-train", "specs/celebahq_1024.yaml", "--dry-run"],
+    ],
+)
 def test_output_into_head_ends_quietly(argv) -> None:
-    script = f"{sys.executable} -c 'import sys; from progan_dsl.cli import " \
-             f"{argv[0].split('-')[1]}_main as m; sys.exit(m(sys.argv[1:]))' {' '.join(argv[1:])}"
-    done = subprocess.run(f"{script} | head -n 2", shell=True, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    script = (
+        f"{sys.executable} -c 'import sys; from progan_dsl.cli import "
+        f"{argv[0].split('-')[1]}_main as m; sys.exit(m(sys.argv[1:]))' {' '.join(argv[1:])}"
+    )
+    done = subprocess.run(
+        f"{script} | head -n 2", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

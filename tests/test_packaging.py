@@ -32,8 +32,22 @@ sys.exit(export_main(["--network", sys.argv[2], "--out", sys.argv[3]]))
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if build.returncode != 0 and "No module named" in build.stderr:
         pytest.skip(f"cannot build without isolation here: {build.stderr[-300:]}")
     assert build.returncode == 0, build.stderr[-3000:]
@@ -58,26 +72,54 @@ def test_wheel_contents(wheel: Path) -> None:
 
 def test_installed_wheel_runs_outside_the_repository(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert not (target / "codegen").exists()
     spec = tmp_path / "tiny.yaml"
     shutil.copyfile(TINY, spec)
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
 
     def run(*code: str) -> str:
-        done = subprocess.run([sys.executable, *code], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, *code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
-    where = run("-c", "import progan_dsl, progan_dsl.codegen as c; print(progan_dsl.__file__); "
-                "print(c.__file__)")
+    where = run(
+        "-c",
+        "import progan_dsl, progan_dsl.codegen as c; print(progan_dsl.__file__); print(c.__file__)",
+    )
     assert all(line.startswith(str(target)) for line in where.split())
-    assert "ok " in run("-c", "from progan_dsl.cli import compile_main; import sys; "
-                        f"sys.exit(compile_main([{str(spec)!r}]))")
-    assert "total:" in run("-c", "from progan_dsl.cli import train_main; import sys; "
-                           f"sys.exit(train_main([{str(spec)!r}, '--dry-run']))")
+    assert "ok " in run(
+        "-c",
+        "from progan_dsl.cli import compile_main; import sys; "
+        f"sys.exit(compile_main([{str(spec)!r}]))",
+    )
+    assert "total:" in run(
+        "-c",
+        "from progan_dsl.cli import train_main; import sys; "
+        f"sys.exit(train_main([{str(spec)!r}, '--dry-run']))",
+    )
     script = tmp_path / "export.py"
     script.write_text(EXPORT_FROM_INSTALLED)
     run(str(script), str(spec), str(tmp_path / "ckpt.pt"), str(tmp_path / "g.onnx"))

@@ -286,6 +286,8 @@ def _fade_chunk(high: Array, alpha: float) -> None:
     if isinstance(blocks, torch.Tensor):
         low_term = blocks.mean(dim=(3, 5), keepdim=True) * (1.0 - alpha)
     else:
-        low_term = blocks.mean(axis=(3, 5), keepdims=True, dtype=np.float32) * np.float32(1.0 - alpha)
+        low_term = blocks.mean(axis=(3, 5), keepdims=True, dtype=np.float32) * np.float32(
+            1.0 - alpha
+        )
     blocks *= alpha
     blocks += low_term

@@ -178,9 +178,11 @@ def _check_module_is_stage(program: Program, stage: Stage, G: nn.Module) -> None
     if have != wanted:
         missing = sorted(set(wanted) - set(have))[:3]
         extra = sorted(set(have) - set(wanted))[:3]
-        raise UserError(f"the module is not the {stage} generator of spec '{program.spec.name}' "
-                        f"(missing {missing or 'nothing'}, unexpected {extra or 'nothing'}); "
-                        f"export the module of the stage the metadata names")
+        raise UserError(
+            f"the module is not the {stage} generator of spec '{program.spec.name}' "
+            f"(missing {missing or 'nothing'}, unexpected {extra or 'nothing'}); "
+            f"export the module of the stage the metadata names"
+        )
 
 
 def export_onnx(

@@ -35,6 +35,7 @@ from progan_dsl.ir import Stage
 WEIGHTS_FILE = "G_ema.safetensors"
 OUTPUT_KIND = "progan-export --source"
 
+
 def package_name(program: Program) -> str:
     """`progan_<spec name>`: a valid module name (spec names are validated identifiers)."""
     return f"progan_{program.spec.name}"

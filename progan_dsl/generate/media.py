@@ -23,8 +23,9 @@ ANIMATIONS = (".gif", ".mp4")
 OUTPUT_KIND = "progan-generate"
 
 
-def write_image_folder(images: np.ndarray, folder: str | Path, names: list[str], *,
-                       force: bool = False) -> list[Path]:
+def write_image_folder(
+    images: np.ndarray, folder: str | Path, names: list[str], *, force: bool = False
+) -> list[Path]:
     """uint8 [N, C, H, W] as `folder/<name>.png` (names from the caller, e.g. `seed0042`).
 
     The folder rule of every command (`fsutil.plan_output_dir`): a new or empty folder is

@@ -74,7 +74,9 @@ class Sampler(ABC):
             chunk = z[start : start + step]
             count = len(chunk)
             if self.fixed_batch and count < step:  # pad; zero latents are harmless (0 / sqrt(eps))
-                chunk = np.concatenate([chunk, np.zeros((step - count, self.latent_size), np.float32)])
+                chunk = np.concatenate(
+                    [chunk, np.zeros((step - count, self.latent_size), np.float32)]
+                )
             yield self._forward(chunk)[:count]
 
     def sample(self, z: np.ndarray) -> np.ndarray:
@@ -139,8 +141,9 @@ def torch_runner(G: Any, backend: str, device: Any, compile_backend: str = "indu
     import torch
 
     if backend not in TORCH_BACKENDS:
-        raise UserError(f"torch backend must be one of {', '.join(TORCH_BACKENDS)}, got "
-                        f"{backend!r}")
+        raise UserError(
+            f"torch backend must be one of {', '.join(TORCH_BACKENDS)}, got {backend!r}"
+        )
     if backend == "compile":
         return torch.compile(G, backend=compile_backend)
     if backend == "cudagraphs":
@@ -156,15 +159,24 @@ class TorchSampler(Sampler):
 
     backend = "torch"
 
-    def __init__(self, generator: StableGenerator, *, device: str | None = None,
-                 batch_size: int = DEFAULT_BATCH, torch_backend: str = "eager",
-                 channels_last: bool | None = None, compile_backend: str = "inductor") -> None:
+    def __init__(
+        self,
+        generator: StableGenerator,
+        *,
+        device: str | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        torch_backend: str = "eager",
+        channels_last: bool | None = None,
+        compile_backend: str = "inductor",
+    ) -> None:
         import torch
 
         from progan_dsl.devices import torch_device
 
         self.device = torch_device(device)
-        nhwc = CHANNELS_LAST.get(self.device.type, False) if channels_last is None else channels_last
+        nhwc = (
+            CHANNELS_LAST.get(self.device.type, False) if channels_last is None else channels_last
+        )
         fmt = torch.channels_last if nhwc else torch.contiguous_format
         self.G = generator.G.to(self.device, memory_format=fmt).eval().requires_grad_(False)
         self.run = torch_runner(self.G, torch_backend, self.device, compile_backend)
@@ -177,8 +189,10 @@ class TorchSampler(Sampler):
         self.batch_size = batch_size
         self.fixed_batch = batch_size if torch_backend == "cudagraphs" else None
         self.generator = generator
-        self.description = (f"{generator.weights} of {generator.path} (stage {generator.stage}, "
-                            f"{generator.images_trained:,} images trained, {torch_backend})")
+        self.description = (
+            f"{generator.weights} of {generator.path} (stage {generator.stage}, "
+            f"{generator.images_trained:,} images trained, {torch_backend})"
+        )
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         import torch
@@ -199,8 +213,9 @@ class AotiSampler(Sampler):
         self.G, meta = load_aoti(path)
         missing = [k for k in ("latent_size", "channels", "height", "width") if k not in meta]
         if missing:
-            raise UserError(f"{path}: not a progan-export package (no {', '.join(missing)} in "
-                            "its metadata)")
+            raise UserError(
+                f"{path}: not a progan-export package (no {', '.join(missing)} in its metadata)"
+            )
         self.device = torch.device(meta.get("device", "cpu"))
         self.latent_size, self.channels = int(meta["latent_size"]), int(meta["channels"])
         self.height, self.width = int(meta["height"]), int(meta["width"])
@@ -223,8 +238,14 @@ class OnnxSampler(Sampler):
 
     backend = "onnxruntime"
 
-    def __init__(self, model: str | Path | bytes, *, device: str | None = None,
-                 provider: str = "auto", batch_size: int = DEFAULT_BATCH) -> None:
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        *,
+        device: str | None = None,
+        provider: str = "auto",
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
         from progan_dsl.generate.ort import OnnxGenerator
 
         self.generator = OnnxGenerator(model, device=device or _default_device(), provider=provider)
@@ -256,8 +277,9 @@ def load_aoti(path: str | Path) -> tuple[Any, dict[str, str]]:
         loaded = torch._inductor.aoti_load_package(str(path))
     except Exception as err:  # noqa: BLE001 - any failure to load is the file's or machine's
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"{path}: cannot load this AOTInductor package here "
-                        f"({type(err).__name__}: {first})") from None
+        raise UserError(
+            f"{path}: cannot load this AOTInductor package here ({type(err).__name__}: {first})"
+        ) from None
     return loaded, dict(loaded.get_metadata())
 
 
@@ -300,10 +322,25 @@ def open_sampler(
         return OnnxSampler(source, device=device, provider=provider, batch_size=batch_size)
     from progan_dsl.generate.stable import stable_generator
 
-    return TorchSampler(stable_generator(source, resolution=resolution), device=device,
-                        batch_size=batch_size, torch_backend=torch_backend)
+    return TorchSampler(
+        stable_generator(source, resolution=resolution),
+        device=device,
+        batch_size=batch_size,
+        torch_backend=torch_backend,
+    )
 
 
-__all__ = ["DEFAULT_BATCH", "TORCH_BACKENDS", "AotiSampler", "CudaGraphRunner", "OnnxSampler",
-           "Sampler", "TorchSampler", "is_aoti", "is_onnx", "load_aoti", "open_sampler",
-           "torch_runner"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "TORCH_BACKENDS",
+    "AotiSampler",
+    "CudaGraphRunner",
+    "OnnxSampler",
+    "Sampler",
+    "TorchSampler",
+    "is_aoti",
+    "is_onnx",
+    "load_aoti",
+    "open_sampler",
+    "torch_runner",
+]

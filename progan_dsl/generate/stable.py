@@ -81,8 +81,13 @@ def stable_generator(
             seen.append(str(err))
             continue
         stage = ckpt.stable_stage(resolution)
-        return StableGenerator(program=ckpt.program(fused), stage=stage, G=G, checkpoint=ckpt,
-                               weights="G_ema" if ema else "G")
+        return StableGenerator(
+            program=ckpt.program(fused),
+            stage=stage,
+            G=G,
+            checkpoint=ckpt,
+            weights="G_ema" if ema else "G",
+        )
     wanted = "a stable stage" if resolution is None else f"the {resolution} stable generator"
     hint = " Pass --resolution to pick a stable end of a fade-in." if resolution is None else ""
     raise UserError(f"{source}: no checkpoint holds {wanted}; looked at {'; '.join(seen)}.{hint}")

@@ -59,8 +59,11 @@ def default_cache_dir() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     metric_lines = "\n".join(f"  {m.name:<10}{m.description}" for m in METRIC_INFO.values())
-    parser = parser_for("progan-metrics", "Score generated images against a dataset made by "
-                        "progan-dataset.", f"metrics:\n{metric_lines}\n\n{_EXAMPLES}")
+    parser = parser_for(
+        "progan-metrics",
+        "Score generated images against a dataset made by progan-dataset.",
+        f"metrics:\n{metric_lines}\n\n{_EXAMPLES}",
+    )
     parser.add_argument(
         "--data", type=Path, help="dataset directory (real images); needed by swd, fid, kid"
     )
@@ -101,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     add_device(parser)
     parser.add_argument(
-        "--batch", type=positive_int, default=DEFAULT_BATCH,
+        "--batch",
+        type=positive_int,
+        default=DEFAULT_BATCH,
         help=f"latents per generator forward pass with --network (default {DEFAULT_BATCH})",
     )
     parser.add_argument(
@@ -133,8 +138,9 @@ def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
 
     exported = is_onnx(args.network) or is_aoti(args.network)  # one stage, no --resolution
     resolution = None if exported else args.resolution
-    sampler = open_sampler(args.network, device=args.device, resolution=resolution,
-                           batch_size=args.batch)
+    sampler = open_sampler(
+        args.network, device=args.device, resolution=resolution, batch_size=args.batch
+    )
     return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))
 
 

@@ -81,8 +81,9 @@ class Metric:
 def _swd(ctx: EvalContext, out: Results) -> None:
     real = ctx.require_real("swd")
     n = min(real.shape[0], ctx.fake.shape[0])  # SWD compares equal-size descriptor sets
-    result = sliced_wasserstein(real[:n], ctx.fake[:n], seed=ctx.seed, patches=ctx.swd_patches,
-                                device=ctx.device)
+    result = sliced_wasserstein(
+        real[:n], ctx.fake[:n], seed=ctx.seed, patches=ctx.swd_patches, device=ctx.device
+    )
     out.update(result.as_dict("swd"))
     out.note(result.note)
 

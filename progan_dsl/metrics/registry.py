@@ -29,10 +29,14 @@ class MetricInfo:
 METRIC_INFO: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo("swd", "sliced Wasserstein distance x1e3 per pyramid level and their average",
-                   True),
-        MetricInfo("swd_floor", "SWD of half the real images against the other half (fresh "
-                   "patches): the floor", True),
+        MetricInfo(
+            "swd", "sliced Wasserstein distance x1e3 per pyramid level and their average", True
+        ),
+        MetricInfo(
+            "swd_floor",
+            "SWD of half the real images against the other half (fresh patches): the floor",
+            True,
+        ),
         MetricInfo("msssim", "MS-SSIM of random pairs of generated images (diversity)", False),
         MetricInfo("fid", "Frechet Inception distance", True),
         MetricInfo("kid", "kernel Inception distance (unbiased MMD^2)", True),
@@ -49,7 +53,9 @@ def resolve_metric_names(names: Sequence[str]) -> list[str]:
         if name not in METRIC_INFO:
             close = difflib.get_close_matches(name, METRIC_INFO, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UserError(f"unknown metric '{raw}'{hint}; valid metrics: {', '.join(METRIC_INFO)}")
+            raise UserError(
+                f"unknown metric '{raw}'{hint}; valid metrics: {', '.join(METRIC_INFO)}"
+            )
         if name not in resolved:
             resolved.append(name)
     if not resolved:
@@ -57,5 +63,11 @@ def resolve_metric_names(names: Sequence[str]) -> list[str]:
     return resolved
 
 
-__all__ = ["DEFAULT_PATCHES", "METRIC_INFO", "PATCH_SAMPLINGS", "MetricInfo", "PatchSampling",
-           "resolve_metric_names"]
+__all__ = [
+    "DEFAULT_PATCHES",
+    "METRIC_INFO",
+    "PATCH_SAMPLINGS",
+    "MetricInfo",
+    "PatchSampling",
+    "resolve_metric_names",
+]

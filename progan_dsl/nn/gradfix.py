@@ -21,12 +21,20 @@ import torch
 from torch import Tensor
 
 
-def conv2d(x: Tensor, w: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:
+def conv2d(
+    x: Tensor, w: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0
+) -> Tensor:
     return _apply(_conv_op(False, tuple(w.shape), stride, padding, 0), x, w, bias)
 
 
-def conv_transpose2d(x: Tensor, w: Tensor, bias: Tensor | None = None, stride: int = 1,
-                     padding: int = 0, output_padding: int = 0) -> Tensor:
+def conv_transpose2d(
+    x: Tensor,
+    w: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+) -> Tensor:
     return _apply(_conv_op(True, tuple(w.shape), stride, padding, output_padding), x, w, bias)
 
 
@@ -43,8 +51,14 @@ def _apply(op: Any, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
     return op.apply(x, w, bias)
 
 
-def _data_grad_padding(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: int,
-                       x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> tuple[int, int]:
+def _data_grad_padding(
+    transpose: bool,
+    w_shape: tuple[int, ...],
+    stride: int,
+    padding: int,
+    x_shape: tuple[int, ...],
+    y_shape: tuple[int, ...],
+) -> tuple[int, int]:
     """Output padding that makes the data-gradient op return exactly x's spatial size."""
     if transpose:
         return (0, 0)
@@ -56,8 +70,13 @@ def _data_grad_padding(transpose: bool, w_shape: tuple[int, ...], stride: int, p
 
 
 @cache
-def _conv_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: int,
-             output_padding: int | tuple[int, int]) -> Any:
+def _conv_op(
+    transpose: bool,
+    w_shape: tuple[int, ...],
+    stride: int,
+    padding: int,
+    output_padding: int | tuple[int, int],
+) -> Any:
     """The autograd Function of one conv configuration (cached: configurations are few)."""
 
     class Conv(torch.autograd.Function):
@@ -66,7 +85,9 @@ def _conv_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: in
             ctx.save_for_backward(x, w)
             ctx.has_bias = bias is not None
             if transpose:
-                return torch.nn.functional.conv_transpose2d(x, w, bias, stride, padding, output_padding)
+                return torch.nn.functional.conv_transpose2d(
+                    x, w, bias, stride, padding, output_padding
+                )
             return torch.nn.functional.conv2d(x, w, bias, stride, padding)
 
         @staticmethod
@@ -74,10 +95,14 @@ def _conv_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: in
             x, w = ctx.saved_tensors
             gx = gw = gb = None
             if ctx.needs_input_grad[0]:
-                op = _data_grad_padding(transpose, w_shape, stride, padding, tuple(x.shape), tuple(gy.shape))
+                op = _data_grad_padding(
+                    transpose, w_shape, stride, padding, tuple(x.shape), tuple(gy.shape)
+                )
                 gx = _conv_op(not transpose, w_shape, stride, padding, op).apply(gy, w, None)
             if ctx.needs_input_grad[1]:
-                gw = _weight_grad_op(transpose, w_shape, stride, padding, output_padding).apply(gy, x)
+                gw = _weight_grad_op(transpose, w_shape, stride, padding, output_padding).apply(
+                    gy, x
+                )
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 gb = gy.sum(dim=(0, 2, 3))
             return gx, gw, gb
@@ -86,8 +111,13 @@ def _conv_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: in
 
 
 @cache
-def _weight_grad_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padding: int,
-                    output_padding: int | tuple[int, int]) -> Any:
+def _weight_grad_op(
+    transpose: bool,
+    w_shape: tuple[int, ...],
+    stride: int,
+    padding: int,
+    output_padding: int | tuple[int, int],
+) -> Any:
     """gw = dL/dw of a conv from (gy, x), differentiable through convs of the same family."""
     out_pad = output_padding if isinstance(output_padding, tuple) else (output_padding,) * 2
 
@@ -97,8 +127,17 @@ def _weight_grad_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padd
             ctx.save_for_backward(gy, x)
             empty = torch.empty(w_shape, dtype=x.dtype, device=x.device)
             return torch.ops.aten.convolution_backward(
-                gy, x, empty, None, [stride, stride], [padding, padding], [1, 1], transpose,
-                list(out_pad), 1, [False, True, False],
+                gy,
+                x,
+                empty,
+                None,
+                [stride, stride],
+                [padding, padding],
+                [1, 1],
+                transpose,
+                list(out_pad),
+                1,
+                [False, True, False],
             )[1]
 
         @staticmethod
@@ -106,9 +145,15 @@ def _weight_grad_op(transpose: bool, w_shape: tuple[int, ...], stride: int, padd
             gy, x = ctx.saved_tensors
             g_gy = g_x = None
             if ctx.needs_input_grad[0]:  # gy enters gw linearly: d/dgy = the forward conv with ggw
-                g_gy = _conv_op(transpose, w_shape, stride, padding, output_padding).apply(x, ggw, None)
-            if ctx.needs_input_grad[1]:  # x enters gw linearly: d/dx = the data-gradient conv with ggw
-                op = _data_grad_padding(transpose, w_shape, stride, padding, tuple(x.shape), tuple(gy.shape))
+                g_gy = _conv_op(transpose, w_shape, stride, padding, output_padding).apply(
+                    x, ggw, None
+                )
+            if ctx.needs_input_grad[
+                1
+            ]:  # x enters gw linearly: d/dx = the data-gradient conv with ggw
+                op = _data_grad_padding(
+                    transpose, w_shape, stride, padding, tuple(x.shape), tuple(gy.shape)
+                )
                 g_x = _conv_op(not transpose, w_shape, stride, padding, op).apply(gy, ggw, None)
             return g_gy, g_x
 

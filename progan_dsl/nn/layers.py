@@ -65,7 +65,9 @@ def fused_down_kernel(w: Tensor) -> Tensor:
 class _Weighted(nn.Module):
     """Weight stored N(0, 1); run-time scale gain / sqrt(fan_in) when equalized."""
 
-    def _init_weight(self, shape: tuple[int, ...], fan_in: int, gain: float, equalized: bool) -> None:
+    def _init_weight(
+        self, shape: tuple[int, ...], fan_in: int, gain: float, equalized: bool
+    ) -> None:
         he_std = gain / math.sqrt(fan_in)
         if equalized:
             self.weight = nn.Parameter(torch.randn(shape))
@@ -96,8 +98,12 @@ class EqConv2d(_Weighted):
         super().__init__()
         if mode != "same" and kernel != 3:
             raise ValueError("fused up/down convs are defined for 3x3 kernels")
-        self._init_weight((out_channels, in_channels, kernel, kernel), in_channels * kernel * kernel,
-                          gain, equalized)
+        self._init_weight(
+            (out_channels, in_channels, kernel, kernel),
+            in_channels * kernel * kernel,
+            gain,
+            equalized,
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.kernel, self.mode, self.act, self.slope = kernel, mode, act, slope
         self.norm, self.eps = pixel_norm, eps

@@ -42,42 +42,80 @@ by SIGINT/SIGTERM after a checkpoint.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = parser_for("progan-train", "Grow and train a ProGAN spec: phases, fade-ins, minibatch "
-                   "and learning rate as the spec says; checkpoints that resume bit for bit.",
-                   EXAMPLES)
+    p = parser_for(
+        "progan-train",
+        "Grow and train a ProGAN spec: phases, fade-ins, minibatch "
+        "and learning rate as the spec says; checkpoints that resume bit for bit.",
+        EXAMPLES,
+    )
     p.add_argument("spec", help="spec YAML file")
     add_set(p)
-    p.add_argument("--data", metavar="DIR",
-                   help="dataset folder from progan-dataset (default: training.dataset.path)")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="dataset folder from progan-dataset (default: training.dataset.path)",
+    )
     p.add_argument("--outdir", metavar="DIR", default="runs", help="where run folders go (runs)")
-    p.add_argument("--kimg", type=positive_float, metavar="N",
-                   help="train for N thousand images in all (default: the spec's total_kimg)")
-    p.add_argument("--resume", metavar="auto|PATH",
-                   help="'auto': continue the newest run of this spec in OUTDIR (or start one); "
-                   "PATH: a checkpoint file or run folder")
+    p.add_argument(
+        "--kimg",
+        type=positive_float,
+        metavar="N",
+        help="train for N thousand images in all (default: the spec's total_kimg)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="'auto': continue the newest run of this spec in OUTDIR (or start one); "
+        "PATH: a checkpoint file or run folder",
+    )
     add_device(p)
     p.add_argument("--seed", type=seed_int, metavar="S", help="seed of a new run (default 0)")
-    p.add_argument("--workers", type=non_negative_int, default=1, metavar="N",
-                   help="data prefetch threads (default 1; results do not depend on it)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="CPU compute threads (default: the cores the load average leaves free, "
-                   "at least 1; on a machine busy with other work fewer threads are much faster)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=1,
+        metavar="N",
+        help="data prefetch threads (default 1; results do not depend on it)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU compute threads (default: the cores the load average leaves free, "
+        "at least 1; on a machine busy with other work fewer threads are much faster)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
-    for name, what in (("channels-last", "modules and D inputs in NHWC"),
-                       ("paired-critic", "D on reals and fakes in one call where groups allow"),
-                       ("compile", "torch.compile of G and D's first-order calls")):
+    for name, what in (
+        ("channels-last", "modules and D inputs in NHWC"),
+        ("paired-critic", "D on reals and fakes in one call where groups allow"),
+        ("compile", "torch.compile of G and D's first-order calls"),
+    ):
         switch = p.add_mutually_exclusive_group()
         dest = name.replace("-", "_")
-        switch.add_argument(f"--{name}", dest=dest, action="store_true", default=None,
-                            help=f"fast path: {what} (default: the device's, see docs/training.md)")
+        switch.add_argument(
+            f"--{name}",
+            dest=dest,
+            action="store_true",
+            default=None,
+            help=f"fast path: {what} (default: the device's, see docs/training.md)",
+        )
         switch.add_argument(f"--no-{name}", dest=dest, action="store_false", help="turn it off")
     gradfix = p.add_mutually_exclusive_group()
-    gradfix.add_argument("--gradfix", dest="gradfix", action="store_true", default=None,
-                         help="convs with differentiable backward kernels (default: on CUDA only)")
-    gradfix.add_argument("--no-gradfix", dest="gradfix", action="store_false",
-                         help="stock convs everywhere")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved settings and phase schedule, and exit")
+    gradfix.add_argument(
+        "--gradfix",
+        dest="gradfix",
+        action="store_true",
+        default=None,
+        help="convs with differentiable backward kernels (default: on CUDA only)",
+    )
+    gradfix.add_argument(
+        "--no-gradfix", dest="gradfix", action="store_false", help="stock convs everywhere"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved settings and phase schedule, and exit",
+    )
     add_common(p)
     return p
 
@@ -145,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=False if args.no_progress else None,
         quiet=args.quiet,
         gradfix=args.gradfix,
-        fast=FastPaths(channels_last=args.channels_last, paired_critic=args.paired_critic,
-                       compile=args.compile),
+        fast=FastPaths(
+            channels_last=args.channels_last, paired_critic=args.paired_critic, compile=args.compile
+        ),
         command=["progan-train", *(sys.argv[1:] if argv is None else argv)],
     )
     try:

@@ -78,7 +78,7 @@ def average_gradients(env: DistEnv, params: Iterable[nn.Parameter]) -> None:
     offset = 0
     for g in grads:
         n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 

@@ -40,11 +40,26 @@ class Evaluator:
         level = np.asarray(self.dataset.images(t.phase.resolution)[index])
         return to_uint8(torch.from_numpy(fade_reals(to_float(level), t.alpha)))
 
+    @property
+    def resolution(self) -> int:
+        assert self.trainer.phase is not None
+        return self.trainer.phase.resolution
+
+    def run_safely(self) -> tuple[dict[str, float], str | None]:
+        """(metrics, None), or ({}, the error) when a metric fails: it must not lose the run."""
+        try:
+            return self.run(), None
+        except Exception as err:  # noqa: BLE001 - reported and logged by the loop
+            return {}, f"{type(err).__name__}: {err}"
+
     def run(self) -> dict[str, float]:
         """The metrics now (raises what a metric raises; the loop reports it)."""
         t = self.trainer
         real = self.reals()
-        z = torch.randn(len(real), t.program.spec.architecture.latent_size,
-                        generator=torch.Generator().manual_seed(derive_seed(t.seed, "metrics")))
+        z = torch.randn(
+            len(real),
+            t.program.spec.architecture.latent_size,
+            generator=torch.Generator().manual_seed(derive_seed(t.seed, "metrics")),
+        )
         fake = t.sample(z, batch=EVAL_BATCH)
         return evaluate(self.names, real, fake, device=t.device, seed=t.seed)

@@ -5,7 +5,7 @@ Owns `train(options)`, which wires the owners together and runs the loop:
 - `Trainer` holds the networks and does one iteration at a time;
 - `Monitor` syncs loss statistics to the host and measures throughput;
 - `RunRecorder` writes the run folder: log events, checkpoints, the rollback;
-- `Feedback` shows ticks (lines, grids, plots, TensorBoard, progress);
+- `Feedback` draws ticks (grids, plots, TensorBoard), `Console` prints (lines, log.txt, the bar);
 - `Evaluator` computes metrics.
 Each keeps its own interval (a multiple of N images crossed), so a resumed run does everything at
 the same points as an uninterrupted one. Ctrl-C or SIGTERM finishes the iteration, writes a
@@ -32,9 +32,10 @@ from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_error_message
 from progan_dsl.spec import LoadedSpec, load_spec
 from progan_dsl.train import distributed as distr
+from progan_dsl.train.console import Console
 from progan_dsl.train.evaluator import Evaluator
 from progan_dsl.train.fast import FastPaths
-from progan_dsl.train.feedback import Feedback, format_duration
+from progan_dsl.train.feedback import Feedback
 from progan_dsl.train.monitor import Monitor, NonFinite
 from progan_dsl.train.recorder import RunRecorder, run_info
 from progan_dsl.train.schedule import Schedule, build_schedule
@@ -93,6 +94,18 @@ class TrainResult:
     checkpoint: Path | None  # the final checkpoint
     already_done: bool = False
 
+    @classmethod
+    def of(cls, run: _Run, wall_start: float, *, already_done: bool = False) -> TrainResult:
+        return cls(
+            run_dir=run.recorder.run.path,
+            images_shown=run.trainer.images_shown,
+            seconds=time.perf_counter() - wall_start,
+            img_per_s=run.monitor.speeds(),
+            metrics=run.metrics,
+            checkpoint=run.recorder.last_checkpoint or run.recorder.run.latest_checkpoint(),
+            already_done=already_done,
+        )
+
 
 IterationHook = Callable[[Trainer], None]
 
@@ -111,6 +124,16 @@ class StopSignals:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
+
+    def agreed(self, env: distr.DistEnv, routine: bool) -> bool:
+        """Whether to stop now: at once in one process; with several, when any rank got a
+        signal, checked at routine syncs only (one small collective) so all stop together."""
+        if not env.enabled:
+            return self.received is not None
+        if not routine:
+            return False
+        flag = torch.tensor([1.0 if self.received is not None else 0.0], device=env.device)
+        return bool(distr.average_tensor(env, flag).item() > 0)
 
     def __enter__(self) -> StopSignals:
         try:
@@ -139,7 +162,9 @@ def train(options: TrainOptions, *, on_iteration: IterationHook | None = None) -
         distr.shutdown(env)
 
 
-def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHook | None) -> TrainResult:
+def _train(
+    options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHook | None
+) -> TrainResult:
     wall_start = time.perf_counter()
     loaded = options.spec if isinstance(options.spec, LoadedSpec) else load_spec(options.spec)
     start = decide_start(options.resume, options.outdir, loaded, env)
@@ -152,21 +177,49 @@ def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHoo
     data = dataset_path(options.data, program, extra.get("data") if start.run else None)
     dataset = ImageDataset(data)
     check_dataset(dataset, program, schedule)
-    loader = ImageLoader(dataset, seed=seed, mirror=program.spec.training.dataset.mirror,
-                         rank=env.rank, world_size=env.world_size, device=env.device,
-                         workers=options.workers)
-    trainer = Trainer(program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix,
-                      fast=options.fast)
+    loader = ImageLoader(
+        dataset,
+        seed=seed,
+        mirror=program.spec.training.dataset.mirror,
+        rank=env.rank,
+        world_size=env.world_size,
+        device=env.device,
+        workers=options.workers,
+    )
+    trainer = Trainer(
+        program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix, fast=options.fast
+    )
     _restore(trainer, loader, start, schedule)
-    info = run_info(program, seed=seed, data=data, kimg=kimg, env=env, command=options.command,
-                    started_from=str(start.checkpoint.path) if start.checkpoint else None)
-    recorder = RunRecorder.open(outdir=options.outdir, env=env, program=program, start=start,
-                                info=info)
+    info = run_info(
+        program,
+        seed=seed,
+        data=data,
+        kimg=kimg,
+        env=env,
+        command=options.command,
+        started_from=str(start.checkpoint.path) if start.checkpoint else None,
+    )
+    recorder = RunRecorder.open(
+        outdir=options.outdir, env=env, program=program, start=start, info=info
+    )
     continuing = start.run is not None
-    run = _Run(options, env, trainer, schedule, loader, dataset, recorder,
-               Monitor(trainer, extra.get("tick_window") if continuing else None,
-                       float(extra.get("elapsed_s", 0.0)) if continuing else 0.0),
-               seed=seed, kimg=kimg, data=data, start=start)
+    run = _Run(
+        options,
+        env,
+        trainer,
+        schedule,
+        loader,
+        dataset,
+        recorder,
+        Monitor(
+            trainer,
+            extra.get("tick_window") if continuing else None,
+            float(extra.get("elapsed_s", 0.0)) if continuing else 0.0,
+        ),
+        kimg=kimg,
+        data=data,
+        notes=(*start.notes, *recorder.notes),
+    )
     try:
         with loader, StopSignals() as stop:
             return run.go(stop, on_iteration, wall_start)
@@ -177,6 +230,21 @@ def _train(options: TrainOptions, env: distr.DistEnv, on_iteration: IterationHoo
         raise UserError(message) from None
     finally:
         run.close()
+
+
+def diverged(bad: list[str], where: str, back: Path | None, images_shown: int) -> TrainingDiverged:
+    """What a run that stopped on a non-finite loss says (rolled back to `back`, if any)."""
+    if back is None:
+        return TrainingDiverged(
+            f"non-finite {', '.join(bad)} at {where}; there is no checkpoint to roll back to", None
+        )
+    return TrainingDiverged(
+        f"non-finite {', '.join(bad)} at {where}: the phase is stopped and the run rolled back to "
+        f"{back.name} ({images_shown / 1000:g} kimg); the run folder is intact. To go on, change "
+        f"what diverged (e.g. a lower learning rate) and resume with --resume {back} and the "
+        f"edited spec",
+        back,
+    )
 
 
 def resume_command(spec: str, data: str | Path | None, run: Path) -> str:
@@ -194,35 +262,66 @@ def _restore(trainer: Trainer, loader: ImageLoader, start: Start, schedule: Sche
         try:
             loader.load_state_dict(ckpt.training.loader)
         except (ValueError, KeyError, TypeError) as err:
-            raise UserError(f"{ckpt.path}: its data loader state does not fit dataset "
-                            f"{loader.dataset.path}: {err}") from None
+            raise UserError(
+                f"{ckpt.path}: its data loader state does not fit dataset "
+                f"{loader.dataset.path}: {err}"
+            ) from None
 
 
 class _Run:
     """One invocation of a run: the owners, and the loop that calls them."""
 
-    def __init__(self, options: TrainOptions, env: distr.DistEnv, trainer: Trainer,
-                 schedule: Schedule, loader: ImageLoader, dataset: ImageDataset,
-                 recorder: RunRecorder, monitor: Monitor, *, seed: int, kimg: float | None,
-                 data: Path, start: Start) -> None:
+    def __init__(
+        self,
+        options: TrainOptions,
+        env: distr.DistEnv,
+        trainer: Trainer,
+        schedule: Schedule,
+        loader: ImageLoader,
+        dataset: ImageDataset,
+        recorder: RunRecorder,
+        monitor: Monitor,
+        *,
+        kimg: float | None,
+        data: Path,
+        notes: tuple[str, ...],
+    ) -> None:
         self.options, self.env, self.trainer, self.schedule = options, env, trainer, schedule
         self.loader, self.dataset, self.recorder, self.monitor = loader, dataset, recorder, monitor
-        self.seed, self.kimg, self.data = seed, kimg, data
-        self.feedback = Feedback(recorder.run, trainer, schedule, main=env.is_main,
-                                 progress=options.progress, continuing=recorder.continuing,
-                                 history=recorder.records, quiet=options.quiet)
+        self.kimg, self.data = kimg, data
+        history, main = recorder.records, env.is_main
+        self.feedback = Feedback(
+            recorder.run,
+            trainer,
+            schedule,
+            main=main,
+            history=history,
+            continuing=recorder.continuing,
+        )
+        self.console = Console(
+            recorder.run.path,
+            trainer,
+            schedule,
+            main=main,
+            progress=options.progress,
+            quiet=options.quiet,
+        )
         self.evaluator = Evaluator(trainer, dataset)
         self.metrics: dict[str, float] = {}
-        for note in (*start.notes, *recorder.notes):
-            self.feedback.say(f"note: {note}")
+        for note in notes:
+            self.console.say(f"note: {note}")
 
-    def go(self, stop: StopSignals, on_iteration: IterationHook | None, wall_start: float) -> TrainResult:
+    def go(
+        self, stop: StopSignals, on_iteration: IterationHook | None, wall_start: float
+    ) -> TrainResult:
         t = self.trainer
         self._announce()
         if self.schedule.done(t.images_shown):
-            self.feedback.say(f"run {self.recorder.run.name} is already complete at "
-                              f"{t.images_shown / 1000:g} kimg (pass a larger --kimg to train on)")
-            return self._result(wall_start, already_done=True)
+            self.console.say(
+                f"run {self.recorder.run.name} is already complete at "
+                f"{t.images_shown / 1000:g} kimg (pass a larger --kimg to train on)"
+            )
+            return TrainResult.of(self, wall_start, already_done=True)
         if self.recorder.continuing:
             self._event("resume", world_size=self.env.world_size, device=self.env.device.type)
         else:
@@ -249,14 +348,14 @@ class _Run:
         evaluate = self.evaluator.interval.due(before, after) or done
         phase_ends = self.schedule.phase_at(after) != t.phase
         routine = self.monitor.after_iteration()
-        stopping = self._stop_requested(stop, routine)
+        stopping = stop.agreed(self.env, routine)
         if not (tick or snap or evaluate or phase_ends or routine or stopping):
             return
         try:
             self.monitor.sync()
         except NonFinite as bad:
             self._diverged(bad.names)
-        self.feedback.update_progress(self.monitor)
+        self.console.progress_now(self.monitor)
         if tick:
             self._tick()
         if evaluate:
@@ -267,76 +366,68 @@ class _Run:
             self._checkpoint()
         self.monitor.start_segment()
 
-    def _stop_requested(self, stop: StopSignals, routine: bool) -> bool:
-        if not self.env.enabled:
-            return stop.received is not None
-        if not routine:  # ranks agree at routine syncs only (one small collective)
-            return False
-        flag = torch.tensor([1.0 if stop.received is not None else 0.0], device=self.env.device)
-        return bool(distr.average_tensor(self.env, flag).item() > 0)
-
     # -- pieces ----------------------------------------------------------------------------------
 
     def _event(self, name: str, **fields: Any) -> None:
         self.recorder.event(name, self.trainer.images_shown, **fields)
 
     def _announce(self) -> None:
-        t, program = self.trainer, self.trainer.program
-        spec, final = program.spec, program.final_stage
-        how = f"resuming at {t.images_shown / 1000:g} kimg" if self.recorder.continuing else "new run"
-        self.feedback.say(f"progan-train: {how} in {self.recorder.run.path}")
-        self.feedback.say(f"  spec {spec.name} ({program.loaded.hash[:12]}), loss "
-                          f"{spec.training.loss.kind}, G {program.params('G', final):,} / D "
-                          f"{program.params('D', final):,} parameters at {final}")
-        precision = "bf16 autocast" if t.bf16 else "fp32"
-        self.feedback.say(f"  device {self.env.device} x {self.env.world_size} process(es), "
-                          f"{precision}, fast paths: {t.fast.describe()}, "
-                          f"{torch.get_num_threads()} thread(s), seed {self.seed}, "
-                          f"data {self.data} ({self.dataset.verified}), "
-                          f"{self.schedule.total / 1000:g} kimg")
+        self.console.announce(
+            continuing=self.recorder.continuing, env=self.env, data=self.data, dataset=self.dataset
+        )
 
     def _begin(self) -> None:
         """A new run: its start record, the grid of reals, the first phase, tick and checkpoint."""
-        self._event("start", world_size=self.env.world_size, device=self.env.device.type,
-                    data_verified=self.dataset.verified)
+        self._event(
+            "start",
+            world_size=self.env.world_size,
+            device=self.env.device.type,
+            data_verified=self.dataset.verified,
+        )
         self.feedback.reals(self.dataset)
         self._phase_event()
         self.feedback.tick({}, self.monitor)
         self._checkpoint()
 
     def _phase_event(self) -> None:
-        p = self.trainer.phase
-        assert p is not None
-        self._event("phase", start_kimg=p.start / 1000, index=p.index, resolution=p.resolution,
-                    phase=p.stage.phase, minibatch=p.minibatch, learning_rate=p.learning_rate)
-        self.feedback.phase(p)
+        assert self.trainer.phase is not None
+        self.recorder.phase(self.trainer.phase, self.trainer.images_shown)
+        self.console.phase(self.trainer.phase)
 
     def _tick(self) -> None:
-        record = self.feedback.tick(self.monitor.take_means(), self.monitor)
+        means = self.monitor.take_means()
+        record = self.feedback.tick(means, self.monitor)
         if record is not None:
+            self.console.tick(record, means)
             self._event("tick", **record)
 
     def _evaluate(self) -> None:
         if self.env.is_main:
-            try:
-                results = self.evaluator.run()
-            except Exception as err:  # noqa: BLE001 - a failing metric must not lose the run
-                self._event("metrics_failed", error=f"{type(err).__name__}: {err}")
-                self.feedback.say(f"metrics failed at {self.trainer.images_shown / 1000:g} kimg: "
-                                  f"{type(err).__name__}: {err}")
+            results, error = self.evaluator.run_safely()
+            if error is not None:
+                self._event("metrics_failed", error=error)
+                self.console.say(
+                    f"metrics failed at {self.trainer.images_shown / 1000:g} kimg: {error}"
+                )
             else:
                 self.metrics = results
-                self._event("metrics", resolution=self.trainer.phase.resolution if self.trainer.phase else None, **results)
+                self._event("metrics", resolution=self.evaluator.resolution, **results)
                 self.feedback.metrics(results)
+                self.console.metrics(results)
         distr.barrier(self.env)
 
     def _checkpoint(self) -> None:
-        self.recorder.checkpoint(self.trainer, self.loader.state_dict(), self.monitor,
-                                 {"kimg": self.kimg, "data": str(self.data)})
+        self.recorder.checkpoint(
+            self.trainer,
+            self.loader.state_dict(),
+            self.monitor,
+            {"kimg": self.kimg, "data": str(self.data)},
+        )
 
     def resume_command(self) -> str:
-        return resume_command(self.trainer.program.loaded.path, self.options.data,
-                              self.recorder.run.path)
+        return resume_command(
+            self.trainer.program.loaded.path, self.options.data, self.recorder.run.path
+        )
 
     def _interrupted(self, signum: int) -> None:
         """Log the signal, write a checkpoint (the resume point), stop."""
@@ -345,7 +436,9 @@ class _Run:
         self._checkpoint()
         raise TrainingInterrupted(
             f"{name}: stopped at {self.trainer.images_shown / 1000:g} kimg after writing "
-            f"{self.recorder.last_checkpoint}; resume with: {self.resume_command()}", signum)
+            f"{self.recorder.last_checkpoint}; resume with: {self.resume_command()}",
+            signum,
+        )
 
     def _diverged(self, bad: list[str]) -> None:
         """Roll back to the newest checkpoint, log it, and stop."""
@@ -353,47 +446,34 @@ class _Run:
         at_kimg = t.images_shown / 1000
         where = f"{at_kimg:g} kimg in phase {t.phase.stage if t.phase else '?'}"
         back = self.recorder.rollback(t, self.loader.load_state_dict)
-        if back is None:
-            raise TrainingDiverged(f"non-finite {', '.join(bad)} at {where}; there is no "
-                                   f"checkpoint to roll back to", None)
-        self.monitor.clear()
-        self._event("nonfinite", losses=bad, at_kimg=at_kimg, rolled_back_to=back.name)
-        raise TrainingDiverged(
-            f"non-finite {', '.join(bad)} at {where}: the phase is stopped and the run rolled "
-            f"back to {back.name} ({t.images_shown / 1000:g} kimg); the run folder is intact. "
-            f"To go on, change what diverged (e.g. a lower learning rate) and resume with "
-            f"--resume {back} and the edited spec", back)
+        if back is not None:
+            self.monitor.clear()
+            self._event("nonfinite", losses=bad, at_kimg=at_kimg, rolled_back_to=back.name)
+        raise diverged(bad, where, back, t.images_shown)
 
     def _finish(self, wall_start: float) -> TrainResult:
-        result = self._result(wall_start)
-        self._event("done", elapsed_s=self.monitor.elapsed,
-                    img_per_s={str(k): v for k, v in result.img_per_s.items()}, **self.metrics)
-        self.feedback.close()  # the bar goes before the summary
-        speeds = ", ".join(f"{r}x{r} {v:.1f}" for r, v in sorted(result.img_per_s.items()))
-        self.feedback.say(f"done: {self.trainer.images_shown / 1000:g} kimg in "
-                          f"{format_duration(result.seconds)} (img/s: {speeds}); run folder "
-                          f"{self.recorder.run.path}")
-        if self.metrics:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
-            self.feedback.say(f"final metrics: {shown}")
-        self.feedback.say(f"last grid: {self.recorder.run.grids / 'latest.png'}")
+        result = TrainResult.of(self, wall_start)
+        self._event(
+            "done",
+            elapsed_s=self.monitor.elapsed,
+            img_per_s={str(k): v for k, v in result.img_per_s.items()},
+            **self.metrics,
+        )
+        self.console.summary(result.seconds, result.img_per_s, self.metrics)
         return result
 
-    def _result(self, wall_start: float, *, already_done: bool = False) -> TrainResult:
-        return TrainResult(
-            run_dir=self.recorder.run.path,
-            images_shown=self.trainer.images_shown,
-            seconds=time.perf_counter() - wall_start,
-            img_per_s=self.monitor.speeds(),
-            metrics=self.metrics,
-            checkpoint=self.recorder.last_checkpoint or self.recorder.run.latest_checkpoint(),
-            already_done=already_done,
-        )
-
     def close(self) -> None:
+        self.console.close()
         self.feedback.close()
         self.recorder.close()
 
 
-__all__ = ["EXIT_DIVERGED", "TrainOptions", "TrainResult", "Trainer", "TrainingDiverged",
-           "TrainingInterrupted", "train"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "TrainOptions",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "train",
+]

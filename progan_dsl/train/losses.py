@@ -69,11 +69,18 @@ def _wgan_gp_d(spec: WganGpLoss, D: Critic, b: Batch) -> tuple[Tensor, Terms]:
     norms = _input_grad(D(mixed), mixed).norm(dim=1) * gradient_norm_scale(spec, b.upscale)
     penalty = (norms - spec.gp_target).square()
     drift = real_scores.square()
-    loss = (fake_scores.mean() - real_scores.mean()
-            + spec.gp_lambda / spec.gp_target**2 * penalty.mean()
-            + spec.drift * drift.mean())
-    return loss, {"real_score": real_scores.mean(), "fake_score": fake_scores.mean(),
-                  "gp": penalty.mean(), "drift": drift.mean()}
+    loss = (
+        fake_scores.mean()
+        - real_scores.mean()
+        + spec.gp_lambda / spec.gp_target**2 * penalty.mean()
+        + spec.drift * drift.mean()
+    )
+    return loss, {
+        "real_score": real_scores.mean(),
+        "fake_score": fake_scores.mean(),
+        "gp": penalty.mean(),
+        "drift": drift.mean(),
+    }
 
 
 def _lsgan_d(spec: LsganLoss, D: Critic, b: Batch) -> tuple[Tensor, Terms]:
@@ -108,8 +115,11 @@ class LossKind:
 LOSSES: dict[str, LossKind] = {
     "wgan_gp": LossKind(_wgan_gp_d, lambda s: -s.mean(), lambda spec: ("gp", "drift")),
     "lsgan": LossKind(_lsgan_d, lambda s: 0.5 * (s - 1).square().mean(), lambda spec: ()),
-    "logistic": LossKind(_logistic_d, lambda s: F.softplus(-s).mean(),
-                         lambda spec: ("r1",) if spec.r1_gamma > 0 else ()),
+    "logistic": LossKind(
+        _logistic_d,
+        lambda s: F.softplus(-s).mean(),
+        lambda spec: ("r1",) if spec.r1_gamma > 0 else (),
+    ),
 }
 
 

@@ -45,8 +45,12 @@ class NonFinite(Exception):
 class Monitor:
     """Loss statistics and throughput of one invocation of a run."""
 
-    def __init__(self, trainer: Trainer, window: Sequence[Sequence[float]] | None = None,
-                 elapsed_before: float = 0.0) -> None:
+    def __init__(
+        self,
+        trainer: Trainer,
+        window: Sequence[Sequence[float]] | None = None,
+        elapsed_before: float = 0.0,
+    ) -> None:
         self.trainer = trainer
         self.rows: list[np.ndarray] = []  # synced stats rows since the last tick
         if window:
@@ -78,7 +82,9 @@ class Monitor:
         images = t.images_shown - self._segment_images
         if phase is not None and images > 0:
             res = phase.resolution
-            self.seconds[res] = self.seconds.get(res, 0.0) + time.perf_counter() - self._segment_start
+            self.seconds[res] = (
+                self.seconds.get(res, 0.0) + time.perf_counter() - self._segment_start
+            )
             self.images[res] = self.images.get(res, 0) + images
         rows = t.sync_stats()
         self.start_segment()
@@ -86,7 +92,9 @@ class Monitor:
             return
         if not np.isfinite(rows).all():
             names = t.stat_names
-            raise NonFinite([names[j] for j in range(rows.shape[1]) if not np.isfinite(rows[:, j]).all()])
+            raise NonFinite(
+                [names[j] for j in range(rows.shape[1]) if not np.isfinite(rows[:, j]).all()]
+            )
         self.rows.append(rows)
         self.last_rows = rows
 

@@ -22,6 +22,7 @@ from progan_dsl.ir.dump import dump
 from progan_dsl.train import distributed as distr
 from progan_dsl.train.monitor import Interval, Monitor
 from progan_dsl.train.rundir import RunDir, RunLock, create_run
+from progan_dsl.train.schedule import Phase
 from progan_dsl.train.start import Start
 from progan_dsl.train.trainer import Trainer
 
@@ -29,8 +30,15 @@ from progan_dsl.train.trainer import Trainer
 class RunRecorder:
     """The run folder of one invocation (rank 0 writes; the others only take part in barriers)."""
 
-    def __init__(self, run: RunDir, env: distr.DistEnv, program: Program, *, continuing: bool,
-                 lock: RunLock | None) -> None:
+    def __init__(
+        self,
+        run: RunDir,
+        env: distr.DistEnv,
+        program: Program,
+        *,
+        continuing: bool,
+        lock: RunLock | None,
+    ) -> None:
         self.run, self.env, self.program = run, env, program
         self.continuing = continuing  # in an existing run folder, from its checkpoint
         self.main = env.is_main
@@ -45,8 +53,15 @@ class RunRecorder:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, *, outdir: str | Path, env: distr.DistEnv, program: Program, start: Start,
-             info: dict[str, Any]) -> RunRecorder:
+    def open(
+        cls,
+        *,
+        outdir: str | Path,
+        env: distr.DistEnv,
+        program: Program,
+        start: Start,
+        info: dict[str, Any],
+    ) -> RunRecorder:
         """Continue `start.run` from its checkpoint, or create the next numbered run folder."""
         path: str | None = None
         lock: RunLock | None = None
@@ -58,15 +73,19 @@ class RunRecorder:
                 notes = _cut_back(run, start)
             else:
                 loaded = program.loaded
-                files = {"spec.yaml": loaded.standalone_text(),
-                         "spec.resolved.yaml": loaded.resolved_yaml(),
-                         "graph.txt": dump(program.graphs)}
+                files = {
+                    "spec.yaml": loaded.standalone_text(),
+                    "spec.resolved.yaml": loaded.resolved_yaml(),
+                    "graph.txt": dump(program.graphs),
+                }
                 run = create_run(outdir, program.spec.name, files, info)
                 lock = run.lock().acquire()
             path = str(run.path)
         path = distr.broadcast_object(env, path)
         assert path is not None
-        recorder = cls(RunDir(Path(path)), env, program, continuing=start.run is not None, lock=lock)
+        recorder = cls(
+            RunDir(Path(path)), env, program, continuing=start.run is not None, lock=lock
+        )
         recorder.notes = notes
         return recorder
 
@@ -79,25 +98,53 @@ class RunRecorder:
 
     def event(self, name: str, images_shown: int, **fields: Any) -> None:
         if self.main:
-            record = {"event": name, "images_shown": images_shown, "kimg": images_shown / 1000,
-                      **fields}
+            record = {
+                "event": name,
+                "images_shown": images_shown,
+                "kimg": images_shown / 1000,
+                **fields,
+            }
             self.run.log.append(record)
             self.records.append(record)
 
-    def checkpoint(self, trainer: Trainer, loader_state: dict[str, Any], monitor: Monitor,
-                   extra: dict[str, Any]) -> None:
+    def phase(self, p: Phase, images_shown: int) -> None:
+        """The record of a phase starting (what plots mark)."""
+        self.event(
+            "phase",
+            images_shown,
+            start_kimg=p.start / 1000,
+            index=p.index,
+            resolution=p.resolution,
+            phase=p.stage.phase,
+            minibatch=p.minibatch,
+            learning_rate=p.learning_rate,
+        )
+
+    def checkpoint(
+        self,
+        trainer: Trainer,
+        loader_state: dict[str, Any],
+        monitor: Monitor,
+        extra: dict[str, Any],
+    ) -> None:
         """Write the complete state (rank 0), keep the newest `keep`, log it; all ranks wait."""
         if self.main:
-            ckpt = trainer.checkpoint(loader_state, {
-                **extra, "run": self.run.name, "elapsed_s": monitor.elapsed,
-                "tick_window": monitor.window(),  # stats of the unfinished tick: same log on resume
-            }).save(self.run.checkpoints / checkpoint_name(trainer.images_shown))
+            ckpt = trainer.checkpoint(
+                loader_state,
+                {
+                    **extra,
+                    "run": self.run.name,
+                    "elapsed_s": monitor.elapsed,
+                    "tick_window": monitor.window(),  # stats of the unfinished tick: same log on resume
+                },
+            ).save(self.run.checkpoints / checkpoint_name(trainer.images_shown))
             assert ckpt.path is not None
             for old in list_checkpoints(self.run.checkpoints)[: -self.keep]:
                 old.unlink(missing_ok=True)
             self.last_checkpoint = ckpt.path
-            self.event("checkpoint", trainer.images_shown,
-                       path=str(ckpt.path.relative_to(self.run.path)))
+            self.event(
+                "checkpoint", trainer.images_shown, path=str(ckpt.path.relative_to(self.run.path))
+            )
         distr.barrier(self.env)
 
     def rollback(self, trainer: Trainer, restore_loader: Any) -> Path | None:
@@ -126,12 +173,22 @@ def _cut_back(run: RunDir, start: Start) -> list[str]:
     moved = run.abandon_after(ckpt.images_shown, dropped)
     if moved is None:
         return []
-    return [f"resuming {ckpt.name}: its later checkpoints and log records moved to "
-            f"{moved.relative_to(run.path)}/"]
+    return [
+        f"resuming {ckpt.name}: its later checkpoints and log records moved to "
+        f"{moved.relative_to(run.path)}/"
+    ]
 
 
-def run_info(program: Program, *, seed: int, data: Path, kimg: float | None, env: distr.DistEnv,
-             command: list[str], started_from: str | None) -> dict[str, Any]:
+def run_info(
+    program: Program,
+    *,
+    seed: int,
+    data: Path,
+    kimg: float | None,
+    env: distr.DistEnv,
+    command: list[str],
+    started_from: str | None,
+) -> dict[str, Any]:
     """What run.json says about a new run."""
     return {
         "spec": program.spec.name,

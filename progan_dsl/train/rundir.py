@@ -107,8 +107,11 @@ class RunDir:
         `abandoned/<time>/`: resuming an older checkpoint makes them another future. Without
         later checkpoints nothing moves (records past the last checkpoint of a killed run are
         recomputed identically by the resumed run)."""
-        later = [p for p in list_checkpoints(self.checkpoints)
-                 if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > images_shown]  # type: ignore[union-attr]
+        later = [
+            p
+            for p in list_checkpoints(self.checkpoints)
+            if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > images_shown
+        ]  # type: ignore[union-attr]
         if not later:  # only the torn tail of a killed run: it is recomputed identically
             return None
         target = self.abandoned / time.strftime("%Y%m%d-%H%M%S")
@@ -160,7 +163,9 @@ def run_of_checkpoint(path: Path) -> RunDir | None:
     return None
 
 
-def create_run(outdir: str | Path, spec_name: str, files: dict[str, str], info: dict[str, Any]) -> RunDir:
+def create_run(
+    outdir: str | Path, spec_name: str, files: dict[str, str], info: dict[str, Any]
+) -> RunDir:
     """Make the next numbered folder `NNNNN-<spec_name>` and write `files` and run.json into it."""
     outdir = Path(outdir)
     try:
@@ -197,8 +202,10 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise UserError(f"{self.path.parent}: the run folder is in use by another "
-                            f"progan-train ({holder}); wait for it to finish or stop it") from None
+            raise UserError(
+                f"{self.path.parent}: the run folder is in use by another "
+                f"progan-train ({holder}); wait for it to finish or stop it"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}\n".encode())
         self.fd = fd
@@ -248,17 +255,23 @@ class RunLog:
                 out.append(record)
         return out
 
-    def truncate_at_checkpoint(self, checkpoint_name: str, images_shown: int
-                               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def truncate_at_checkpoint(
+        self, checkpoint_name: str, images_shown: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Cut the log back to a resume point: everything up to the record of writing the
         checkpoint (or, without one, the records up to `images_shown`); return (kept, dropped)."""
         records = self.records()
         cut = None
         for i, record in enumerate(records):
-            if record.get("event") == "checkpoint" and Path(str(record.get("path"))).name == checkpoint_name:
+            if (
+                record.get("event") == "checkpoint"
+                and Path(str(record.get("path"))).name == checkpoint_name
+            ):
                 cut = i + 1
         if cut is None:
-            cut = next((i for i, r in enumerate(records) if _images(r) > images_shown), len(records))
+            cut = next(
+                (i for i, r in enumerate(records) if _images(r) > images_shown), len(records)
+            )
         kept, dropped = records[:cut], records[cut:]
         if dropped:
             write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -84,8 +84,10 @@ class Schedule:
         for phase in self.phases:
             if phase.stage == stage:
                 return phase
-        raise UserError(f"stage {stage} is not part of this run's schedule "
-                        f"({', '.join(str(p.stage) for p in self.phases)})")
+        raise UserError(
+            f"stage {stage} is not part of this run's schedule "
+            f"({', '.join(str(p.stage) for p in self.phases)})"
+        )
 
     def done(self, images_shown: int) -> bool:
         return images_shown >= self.total
@@ -119,23 +121,27 @@ def build_schedule(spec: Spec, total_kimg: float | None = None) -> Schedule:
         stop = total if last else min(end, total)
         if stop <= begin:  # zero-length phase, or past the end of the run
             continue
-        phases.append(Phase(
-            index=len(phases),
-            stage=stage,
-            start=begin,
-            end=stop,
-            length=max(end - begin, 1),
-            minibatch=sched.minibatch[stage.resolution],
-            learning_rate=sched.learning_rate.get(stage.resolution, lr_default),
-        ))
+        phases.append(
+            Phase(
+                index=len(phases),
+                stage=stage,
+                start=begin,
+                end=stop,
+                length=max(end - begin, 1),
+                minibatch=sched.minibatch[stage.resolution],
+                learning_rate=sched.learning_rate.get(stage.resolution, lr_default),
+            )
+        )
     return Schedule(phases=tuple(phases), total=total)
 
 
 def format_schedule(schedule: Schedule, d_repeats: int = 1) -> str:
     """The schedule as a table (what `progan-train --dry-run` prints). `iterations` counts G steps
     (each after `d_repeats` D steps), exactly as the loop will run them."""
-    head = ("  #  resolution  phase   kimg range              alpha         minibatch  "
-            "learning rate  iterations")
+    head = (
+        "  #  resolution  phase   kimg range              alpha         minibatch  "
+        "learning rate  iterations"
+    )
     lines = [head, "  " + "-" * (len(head) - 2)]
     position = 0  # images shown when the next iteration starts
     for p in schedule.phases:
@@ -144,7 +150,9 @@ def format_schedule(schedule: Schedule, d_repeats: int = 1) -> str:
         position += iterations * per_iteration
         alpha = f"{p.alpha(p.start):.2f} -> {p.alpha(p.end):.2f}" if p.fading else "1"
         kimg = f"{p.start / 1000:9.3f} - {p.end / 1000:9.3f}"
-        lines.append(f"{p.index:>3}  {p.resolution:>10}  {p.stage.phase:<6}  {kimg:<22}  "
-                     f"{alpha:<12}  {p.minibatch:>9}  {p.learning_rate:>13g}  {iterations:>10,}")
+        lines.append(
+            f"{p.index:>3}  {p.resolution:>10}  {p.stage.phase:<6}  {kimg:<22}  "
+            f"{alpha:<12}  {p.minibatch:>9}  {p.learning_rate:>13g}  {iterations:>10,}"
+        )
     lines.append(f"total: {schedule.total / 1000:g} kimg ({schedule.total:,} images)")
     return "\n".join(lines)

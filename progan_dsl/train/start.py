@@ -40,7 +40,9 @@ class _Decision:
     notes: tuple[str, ...]
 
 
-def _decide(resume: str | None, outdir: str | Path, loaded: LoadedSpec) -> tuple[_Decision, Checkpoint | None]:
+def _decide(
+    resume: str | None, outdir: str | Path, loaded: LoadedSpec
+) -> tuple[_Decision, Checkpoint | None]:
     if resume is None:
         return _Decision(None, None, ()), None
     if resume == "auto":
@@ -60,14 +62,17 @@ def _decide(resume: str | None, outdir: str | Path, loaded: LoadedSpec) -> tuple
             run = None
         return _Decision(str(ckpt.path), str(run.path) if run else None, notes), ckpt
     if ckpt.loaded.spec.architecture != loaded.spec.architecture:
-        raise UserError(f"{ckpt.path}: the checkpoint's spec '{ckpt.loaded.spec.name}' has a "
-                        f"different architecture than {loaded.path}; resume with that spec")
+        raise UserError(
+            f"{ckpt.path}: the checkpoint's spec '{ckpt.loaded.spec.name}' has a "
+            f"different architecture than {loaded.path}; resume with that spec"
+        )
     # Same networks, other training settings (or weights only): a new run folder from its weights.
     return _Decision(str(ckpt.path), None, notes), ckpt
 
 
-def decide_start(resume: str | None, outdir: str | Path, loaded: LoadedSpec,
-                 env: distr.DistEnv) -> Start:
+def decide_start(
+    resume: str | None, outdir: str | Path, loaded: LoadedSpec, env: distr.DistEnv
+) -> Start:
     """Rank 0 decides; every rank gets the decision (or the same error) and its checkpoint."""
     decision: _Decision | str | None = None
     ckpt: Checkpoint | None = None
@@ -90,8 +95,10 @@ def decide_start(resume: str | None, outdir: str | Path, loaded: LoadedSpec,
 def dataset_path(data: str | Path | None, program: Program, saved: str | None) -> Path:
     path = data or saved or program.spec.training.dataset.path
     if path is None:
-        raise UserError("no dataset: pass --data DIR or set training.dataset.path in the spec "
-                        "(make one with `progan-dataset create`)")
+        raise UserError(
+            "no dataset: pass --data DIR or set training.dataset.path in the spec "
+            "(make one with `progan-dataset create`)"
+        )
     return Path(path)
 
 
@@ -99,16 +106,22 @@ def check_dataset(dataset: ImageDataset, program: Program, schedule: Schedule) -
     """The dataset has the spec's channels and every level the schedule reads, at the right size."""
     arch = program.spec.architecture
     if dataset.channels != arch.image_channels:
-        raise UserError(f"dataset {dataset.path} has {dataset.channels} channel(s), spec "
-                        f"'{program.spec.name}' makes {arch.image_channels}")
+        raise UserError(
+            f"dataset {dataset.path} has {dataset.channels} channel(s), spec "
+            f"'{program.spec.name}' makes {arch.image_channels}"
+        )
     for res in sorted({p.resolution for p in schedule.phases}):
         if res not in dataset.resolutions:
-            raise UserError(f"dataset {dataset.path} has no {res}x level (it has "
-                            f"{', '.join(map(str, dataset.resolutions))}); recreate it with "
-                            f"--resolution {arch.final_resolution}")
+            raise UserError(
+                f"dataset {dataset.path} has no {res}x level (it has "
+                f"{', '.join(map(str, dataset.resolutions))}); recreate it with "
+                f"--resolution {arch.final_resolution}"
+            )
         if dataset.shape(res) != arch.spatial(res):
-            raise UserError(f"dataset {dataset.path}: level {res} is {dataset.shape(res)}, spec "
-                            f"wants {arch.spatial(res)} (base_shape {list(arch.base_shape)})")
+            raise UserError(
+                f"dataset {dataset.path}: level {res} is {dataset.shape(res)}, spec "
+                f"wants {arch.spatial(res)} (base_shape {list(arch.base_shape)})"
+            )
 
 
 def check_batches(program: Program, world_size: int) -> None:

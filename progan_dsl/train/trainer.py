@@ -5,7 +5,8 @@ Owns what one iteration computes (paper Appendix A, official train.py): `d_repea
 each on a fresh global minibatch of reals (faded like the generator during a fade-in) and fakes,
 then one G step and the G EMA update; growing the networks when a phase starts (weights and the
 EMA copy carried over by their stable names, optimizer state reset or kept as the spec says);
-and the state a checkpoint holds. Real images come from a *batch source*, any callable
+and its state (what a checkpoint holds of it is `state.py`). Real images come from a *batch
+source*, any callable
 `(resolution, global_batch, alpha) -> this rank's share`: the `ImageLoader` in a run, synthetic
 images in benchmarks, so both time the same iteration.
 
@@ -31,7 +32,6 @@ per-device defaults, and the inner loop makes no host syncs: statistics stay on 
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -39,9 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from progan_dsl.checkpoint import Checkpoint, TrainingState
+from progan_dsl.checkpoint import Checkpoint
 from progan_dsl.compiler import Program
-from progan_dsl.errors import UserError
 from progan_dsl.images import to_uint8
 from progan_dsl.nn.layers import use_gradfix
 from progan_dsl.spec.models import OptimizerSpec
@@ -49,61 +48,33 @@ from progan_dsl.train import distributed as distr
 from progan_dsl.train.fast import DevicePaths, FastPaths, group_layout
 from progan_dsl.train.losses import Batch, d_loss, g_loss, stat_names
 from progan_dsl.train.schedule import Phase, Schedule
+from progan_dsl.train.state import checkpoint_of, restore
 
 BatchSource = Callable[[int, int, float], Tensor]  # (resolution, global batch, alpha) -> reals
 
 
 def derive_seed(seed: int, *words: str | int) -> int:
     """A 63-bit seed for one purpose (module init of a phase, grid latents, ...) of a run seed."""
-    entropy = [seed] + [w if isinstance(w, int) else int.from_bytes(w.encode(), "little")
-                        for w in words]
+    entropy = [seed] + [
+        w if isinstance(w, int) else int.from_bytes(w.encode(), "little") for w in words
+    ]
     return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
-    """Every RNG a run touches: the training generator, torch, numpy, Python (and CUDA)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-    state: dict[str, Any] = {
-        "train": gen.get_state(),
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": random.getstate(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device,
-                  where: object = "checkpoint") -> None:
-    """Restore what `rng_state` saved; `UserError` naming `where` when it is malformed."""
-    try:
-        _set_rng_state(state, gen, device)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise UserError(f"{where}: its RNG state is malformed ({type(err).__name__}: "
-                        f"{err})") from None
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
-    gen.set_state(state["train"])
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def adam(module: nn.Module, lr: float, spec: OptimizerSpec, fused: bool) -> torch.optim.Optimizer:
     """The spec's Adam over `module` (fused kernels on CUDA)."""
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=(spec.beta1, spec.beta2),
-                            eps=spec.eps, fused=True if fused else None)
+    return torch.optim.Adam(
+        module.parameters(),
+        lr=lr,
+        betas=(spec.beta1, spec.beta2),
+        eps=spec.eps,
+        fused=True if fused else None,
+    )
 
 
-def carry_optimizer_state(new_opt: torch.optim.Optimizer, new: nn.Module,
-                          old_opt: torch.optim.Optimizer, old: nn.Module) -> None:
+def carry_optimizer_state(
+    new_opt: torch.optim.Optimizer, new: nn.Module, old_opt: torch.optim.Optimizer, old: nn.Module
+) -> None:
     """Keep Adam's moments for parameters that survive growth (matched by name)."""
     old_params = dict(old.named_parameters())
     for name, param in new.named_parameters():
@@ -113,18 +84,6 @@ def carry_optimizer_state(new_opt: torch.optim.Optimizer, new: nn.Module,
         state = old_opt.state.get(old_param)
         if state:
             new_opt.state[param] = {k: v.clone() for k, v in state.items()}
-
-
-def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any], where: object,
-                         hyper: dict[str, Any]) -> None:
-    """A checkpoint's optimizer state into `opt`, then this run's hyperparameters (`hyper`)."""
-    try:
-        opt.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise UserError(f"{where}: its optimizer state does not fit the networks "
-                        f"({type(err).__name__}: {err})") from None
-    for group in opt.param_groups:
-        group.update(hyper)
 
 
 @torch.no_grad()
@@ -139,9 +98,17 @@ def update_ema(ema: nn.Module, module: nn.Module, weight: float) -> None:
 class Trainer:
     """The networks, optimizers and position of one run, and the steps that advance it."""
 
-    def __init__(self, program: Program, schedule: Schedule, env: distr.DistEnv,
-                 reals: BatchSource, seed: int, *, gradfix: bool | None = None,
-                 fast: FastPaths | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        schedule: Schedule,
+        env: distr.DistEnv,
+        reals: BatchSource,
+        seed: int,
+        *,
+        gradfix: bool | None = None,
+        fast: FastPaths | None = None,
+    ) -> None:
         self.program = program
         self.training = program.spec.training
         self.schedule = schedule
@@ -179,19 +146,20 @@ class Trainer:
 
     # -- modules ---------------------------------------------------------------------------------
 
-    def _fresh(self, net: str, phase: Phase) -> nn.Module:
+    def fresh(self, net: str, phase: Phase) -> nn.Module:
         """A new module of the phase's stage, initialised from a seed of (run seed, phase, net)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "init", net, phase.index))
             return use_gradfix(self.program.build(net, phase.stage), self.gradfix)
 
-    def _install(self, phase: Phase, G: nn.Module, D: nn.Module, G_ema: nn.Module) -> None:
+    def install(self, phase: Phase, G: nn.Module, D: nn.Module, G_ema: nn.Module) -> None:
         G, D, G_ema = (self.paths.place(m) for m in (G, D, G_ema))
         G_ema.requires_grad_(False).eval()
         for module in (G, D, G_ema):
             distr.broadcast_module(self.env, module)
-        opt_G, opt_D = (adam(m, phase.learning_rate, self.training.optimizer, self.cuda)
-                        for m in (G, D))
+        opt_G, opt_D = (
+            adam(m, phase.learning_rate, self.training.optimizer, self.cuda) for m in (G, D)
+        )
         if not self.training.optimizer.reset_per_phase and self.opt_G is not None:
             assert self.G is not None and self.D is not None and self.opt_D is not None
             carry_optimizer_state(opt_G, G, self.opt_G, self.G)
@@ -202,60 +170,30 @@ class Trainer:
 
     def enter_phase(self, phase: Phase) -> None:
         """Build the phase's modules, carrying weights (and the EMA copy) over from the last phase."""
-        G, D = self._fresh("G", phase), self._fresh("D", phase)
+        G, D = self.fresh("G", phase), self.fresh("D", phase)
         G_ema = copy.deepcopy(G)  # a new block's EMA starts at its initial weights
         if self.G is not None and self.D is not None and self.G_ema is not None:
             G.load_state_dict(self.G.state_dict(), strict=False)  # new block: missing keys
             D.load_state_dict(self.D.state_dict(), strict=False)
             G_ema.load_state_dict(self.G_ema.state_dict(), strict=False)
-        self._install(phase, G, D, G_ema)
+        self.install(phase, G, D, G_ema)
 
     # -- state -----------------------------------------------------------------------------------
 
     def checkpoint(self, loader_state: dict[str, Any], extra: dict[str, Any]) -> Checkpoint:
-        """The complete state at this point as a `Checkpoint` (not yet written)."""
-        assert self.phase is not None and self.G is not None and self.D is not None
-        assert self.G_ema is not None and self.opt_G is not None and self.opt_D is not None
-        training = TrainingState(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
-                                 rng=rng_state(self.gen, self.device), loader=loader_state)
-        return Checkpoint.from_weights(
-            self.program.loaded, self.phase.stage, G=self.G.state_dict(), D=self.D.state_dict(),
-            G_ema=self.G_ema.state_dict(), images_shown=self.images_shown, training=training,
-            extra={"seed": self.seed, "phase_index": self.phase.index,
-                   "world_size": self.env.world_size, **extra})
+        """The complete state at this point as a `Checkpoint` (not yet written; `state.py`)."""
+        return checkpoint_of(self, loader_state, extra)
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Put the trainer where a checkpoint left it: exactly, when it holds the training state;
-        otherwise (weights only, e.g. an imported network) at the start of its stage's phase with
-        fresh optimizers."""
-        phase = self.schedule.phase_of(ckpt.stage)
-        self.G = self.D = self.G_ema = None
-        self.opt_G = self.opt_D = None
-        G, D, G_ema = (self._fresh(net, phase) for net in ("G", "D", "G"))
-        G.load_state_dict(ckpt.G)
-        G_ema.load_state_dict(ckpt.G_ema)
-        if ckpt.D is not None:
-            D.load_state_dict(ckpt.D)
-        self._install(phase, G, D, G_ema)
-        self.pending.clear()
-        if ckpt.training is None or ckpt.D is None:
-            self.images_shown = phase.start
-            return
-        self.images_shown = ckpt.images_shown
-        spec_opt = self.training.optimizer  # hyperparameters from this spec, kernels for here
-        hyper = {"lr": phase.learning_rate, "betas": (spec_opt.beta1, spec_opt.beta2),
-                 "eps": spec_opt.eps, "fused": True if self.cuda else None, "foreach": None}
-        for opt, state in ((self.opt_G, ckpt.training.opt_G), (self.opt_D, ckpt.training.opt_D)):
-            assert opt is not None
-            load_optimizer_state(opt, state, ckpt.path, hyper)
-        set_rng_state(ckpt.training.rng, self.gen, self.device, ckpt.path)
+        """Put the trainer where a checkpoint left it (`state.restore`)."""
+        restore(self, ckpt)
 
     # -- one iteration ---------------------------------------------------------------------------
 
     def _share(self, batch: Tensor) -> Tensor:
         """This rank's contiguous slice of a globally drawn tensor, on the device (no sync)."""
         n = batch.shape[0] // self.env.world_size
-        return self.paths.to_device(batch[self.env.rank * n:(self.env.rank + 1) * n])
+        return self.paths.to_device(batch[self.env.rank * n : (self.env.rank + 1) * n])
 
     def _latents(self, batch: int) -> Tensor:
         size = self.program.spec.architecture.latent_size
@@ -335,5 +273,10 @@ class Trainer:
         return torch.cat(out)
 
 
-__all__ = ["BatchSource", "FastPaths", "Trainer", "derive_seed", "group_layout", "rng_state",
-           "set_rng_state"]
+__all__ = [
+    "BatchSource",
+    "FastPaths",
+    "Trainer",
+    "derive_seed",
+    "group_layout",
+]

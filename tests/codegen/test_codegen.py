@@ -74,8 +74,9 @@ def _grow(program, old: Stage, new: Stage, net: str, seed: int = 0):
     for p in new_mod.parameters():  # non-zero biases so that every path matters
         torch.nn.init.normal_(p)
     old_mod = program.build(net, old)
-    old_mod.load_state_dict({k: v for k, v in new_mod.state_dict().items() if k in old_mod.state_dict()},
-                            strict=False)
+    old_mod.load_state_dict(
+        {k: v for k, v in new_mod.state_dict().items() if k in old_mod.state_dict()}, strict=False
+    )
     return old_mod.double(), new_mod.double()
 
 
@@ -92,9 +93,13 @@ def test_fade_in_limits(res, fused):
     # G: alpha=0 is the previous stage upsampled; alpha=1 the new stable stage
     g_low, g_fade = _grow(program, low, fade, "G")
     _, g_stable = _grow(program, fade, stable, "G")
-    g_stable.load_state_dict({k: v for k, v in g_fade.state_dict().items() if k in g_stable.state_dict()})
+    g_stable.load_state_dict(
+        {k: v for k, v in g_fade.state_dict().items() if k in g_stable.state_dict()}
+    )
     with torch.no_grad():
-        assert torch.allclose(g_fade(z, _alpha(0.0)), F.interpolate(g_low(z), scale_factor=2.0), atol=1e-10)
+        assert torch.allclose(
+            g_fade(z, _alpha(0.0)), F.interpolate(g_low(z), scale_factor=2.0), atol=1e-10
+        )
         assert torch.allclose(g_fade(z, _alpha(1.0)), g_stable(z), atol=1e-10)
         mid = g_fade(z, _alpha(0.25))
         expect = 0.75 * F.interpolate(g_low(z), scale_factor=2.0) + 0.25 * g_stable(z)
@@ -102,7 +107,9 @@ def test_fade_in_limits(res, fused):
     # D: alpha=0 is the previous stage on the 2x2-averaged image; alpha=1 the new stable stage
     d_low, d_fade = _grow(program, low, fade, "D")
     _, d_stable = _grow(program, fade, stable, "D")
-    d_stable.load_state_dict({k: v for k, v in d_fade.state_dict().items() if k in d_stable.state_dict()})
+    d_stable.load_state_dict(
+        {k: v for k, v in d_fade.state_dict().items() if k in d_stable.state_dict()}
+    )
     img = torch.randn(8, 1, res, res, dtype=torch.float64)
     with torch.no_grad():
         assert torch.allclose(d_fade(img, _alpha(0.0)), d_low(F.avg_pool2d(img, 2)), atol=1e-10)
@@ -123,7 +130,10 @@ def test_fusion_is_exact_in_fp32():
             args = (x, torch.tensor(0.3)) if stage.phase == "fade" else (x,)
             with torch.no_grad():
                 ya, yb = a(*args), b(*args)
-            assert torch.allclose(ya, yb, rtol=1e-4, atol=1e-5 * yb.abs().max().item()), (net, stage)
+            assert torch.allclose(ya, yb, rtol=1e-4, atol=1e-5 * yb.abs().max().item()), (
+                net,
+                stage,
+            )
 
 
 def test_growing_leaves_exactly_the_new_block_missing(tiny):
@@ -133,17 +143,22 @@ def test_growing_leaves_exactly_the_new_block_missing(tiny):
         result = new_mod.load_state_dict(old_mod.state_dict(), strict=False)
         if new.phase == "fade":
             r = new.resolution
-            expected = {f"b{r}_{n}.{p}" for n in ("conv0", "conv1", "torgb") for p in ("weight", "bias")}
+            expected = {
+                f"b{r}_{n}.{p}" for n in ("conv0", "conv1", "torgb") for p in ("weight", "bias")
+            }
             assert set(result.missing_keys) == expected
             assert result.unexpected_keys == []
         else:  # fade -> stable: the old toRGB is dropped, nothing is new
             assert result.missing_keys == []
-            assert set(result.unexpected_keys) == {f"b{new.resolution // 2}_torgb.weight",
-                                                   f"b{new.resolution // 2}_torgb.bias"}
+            assert set(result.unexpected_keys) == {
+                f"b{new.resolution // 2}_torgb.weight",
+                f"b{new.resolution // 2}_torgb.bias",
+            }
     d_old, d_new = tiny.build("D", Stage(8, "stable")), tiny.build("D", Stage(16, "fade"))
     result = d_new.load_state_dict(d_old.state_dict(), strict=False)
-    assert set(result.missing_keys) == {f"b16_{n}.{p}" for n in ("conv0", "conv1", "fromrgb")
-                                        for p in ("weight", "bias")}
+    assert set(result.missing_keys) == {
+        f"b16_{n}.{p}" for n in ("conv0", "conv1", "fromrgb") for p in ("weight", "bias")
+    }
 
 
 def test_tracebacks_show_generated_lines(tiny):
@@ -195,5 +210,14 @@ def test_literals_refuse_code():
 
 def test_kind_registration_refuses_bad_runtime():
     with pytest.raises(ValueError, match="runtime must be"):
-        register(LayerKind(name="evil", params=None, infer=lambda *a: (1,), count=lambda n: 0,
-                           runtime="os; import os:system", ctor=lambda n: {}, label=lambda n: "x"))
+        register(
+            LayerKind(
+                name="evil",
+                params=None,
+                infer=lambda *a: (1,),
+                count=lambda n: 0,
+                runtime="os; import os:system",
+                ctor=lambda n: {},
+                label=lambda n: "x",
+            )
+        )

@@ -108,7 +108,13 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < FP16_REL_L2
 
     names = sorted(p.name for p in src.iterdir())
-    assert names == [".progan-output.json", "G_ema.safetensors", "generate.py", "progan_tiny", "spec.yaml"]
+    assert names == [
+        ".progan-output.json",
+        "G_ema.safetensors",
+        "generate.py",
+        "progan_tiny",
+        "spec.yaml",
+    ]
     assert (src / "spec.yaml").read_text() == TINY.read_text()
     assert (src / "progan_tiny" / "g_0008_stable.py").is_file()
     grid_src = tmp_path / "from_source.png"

@@ -14,10 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import progan_dsl.codegen.emit as emit_module
 import pytest
 
 import progan_dsl
+import progan_dsl.codegen.emit as emit_module
 from progan_dsl.cli import compile_main
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import (

@@ -50,15 +50,34 @@ sys.exit(train_main(sys.argv[1:]))
 
 
 def train_argv(spec: Path, data: Path, outdir: Path, *extra: str) -> list[str]:
-    return [str(spec), "--data", str(data), "--outdir", str(outdir), "--device", "cpu",
-            "--threads", "1", "--no-progress", "--seed", str(TRAIN_SEED), *extra]
+    return [
+        str(spec),
+        "--data",
+        str(data),
+        "--outdir",
+        str(outdir),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--seed",
+        str(TRAIN_SEED),
+        *extra,
+    ]
 
 
 def start_slow(tmp_path: Path, argv: list[str]) -> subprocess.Popen[str]:
     script = tmp_path / "slow_train.py"
     script.write_text(SLOW_TRAIN)
-    return subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *argv],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_images(outdir: Path, images: int, timeout: float = 60.0) -> Path:
@@ -79,8 +98,11 @@ def records(run: Path) -> list[dict]:
 
 
 def comparable(run: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records(run)
-            if r["event"] in ("tick", "metrics")]
+    return [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in records(run)
+        if r["event"] in ("tick", "metrics")
+    ]
 
 
 def assert_same_final_state(a_run: Path, b_run: Path) -> None:
@@ -101,9 +123,9 @@ def assert_same_final_state(a_run: Path, b_run: Path) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_checkpoints_and_resumes_bitwise(signum: int, reference_run: TrainResult,
-                                                train_spec: Path, train_data: Path,
-                                                tmp_path: Path) -> None:
+def test_signal_checkpoints_and_resumes_bitwise(
+    signum: int, reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
+) -> None:
     outdir = tmp_path / "runs"
     proc = start_slow(tmp_path, train_argv(train_spec, train_data, outdir))
     run = wait_for_images(outdir, 96)
@@ -119,26 +141,33 @@ def test_signal_checkpoints_and_resumes_bitwise(signum: int, reference_run: Trai
     stopped_at = last[1]["images_shown"]
     assert 96 <= stopped_at < 320
     assert Checkpoint.load(run).images_shown == stopped_at
-    assert train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--quiet")) == 0
+    assert (
+        train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--quiet")) == 0
+    )
     assert not (run / "abandoned").exists()  # nothing past the interruption's checkpoint
     assert_same_final_state(reference_run.run_dir, run)
 
 
 def test_sigkill_at_random_moments_resumes_bitwise_without_duplicate_records(
-        reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path) -> None:
+    reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
+) -> None:
     outdir = tmp_path / "runs"
     rng = random.Random(1234)
     kills = 0
     while kills < 3:
-        proc = start_slow(tmp_path, train_argv(train_spec, train_data, outdir,
-                                               *(["--resume", "auto"] if kills else [])))
+        proc = start_slow(
+            tmp_path,
+            train_argv(train_spec, train_data, outdir, *(["--resume", "auto"] if kills else [])),
+        )
         wait_for_images(outdir, 32 * (kills + 1))
         time.sleep(rng.uniform(0.0, 0.3))  # somewhere in the iterations that follow
         proc.kill()
         proc.communicate(timeout=30)
         kills += 1
     (run,) = outdir.iterdir()
-    assert train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--quiet")) == 0
+    assert (
+        train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--quiet")) == 0
+    )
     assert_same_final_state(reference_run.run_dir, run)
     log = records(run)
     ticks = [r["tick"] for r in log if r["event"] == "tick"]
@@ -153,10 +182,14 @@ def flip_tensor_bytes(path: Path) -> None:
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        info = max(
+            (i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size
+        )
     data = bytearray(path.read_bytes())
     header = info.header_offset  # the local header's name and extra lengths (torch pads extra)
-    name_len, extra_len = (int.from_bytes(data[header + k:header + k + 2], "little") for k in (26, 28))
+    name_len, extra_len = (
+        int.from_bytes(data[header + k : header + k + 2], "little") for k in (26, 28)
+    )
     start = header + 30 + name_len + extra_len
     for offset in range(start + 16, start + 48):
         data[offset] ^= 0x5A
@@ -164,9 +197,14 @@ def flip_tensor_bytes(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated"])
-def test_resume_auto_skips_damaged_newest_checkpoints(damage: str, reference_run: TrainResult,
-                                                      train_spec: Path, train_data: Path,
-                                                      tmp_path: Path, capsys) -> None:
+def test_resume_auto_skips_damaged_newest_checkpoints(
+    damage: str,
+    reference_run: TrainResult,
+    train_spec: Path,
+    train_data: Path,
+    tmp_path: Path,
+    capsys,
+) -> None:
     outdir = tmp_path / "runs"
     assert train_main(train_argv(train_spec, train_data, outdir, "--kimg", "0.256", "--quiet")) == 0
     (run,) = outdir.iterdir()
@@ -177,8 +215,10 @@ def test_resume_auto_skips_damaged_newest_checkpoints(damage: str, reference_run
     else:
         newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     capsys.readouterr()
-    assert train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto",
-                                 "--kimg", "0.32")) == 0
+    assert (
+        train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--kimg", "0.32"))
+        == 0
+    )
     out = capsys.readouterr().out
     assert "note: skipped a damaged checkpoint" in out and "checkpoint-000000256.pt" in out
     assert ("CRC" if damage == "flipped" else "truncated") in out
@@ -186,8 +226,9 @@ def test_resume_auto_skips_damaged_newest_checkpoints(damage: str, reference_run
     assert_same_final_state(reference_run.run_dir, run)
 
 
-def test_a_second_trainer_on_the_same_run_folder_is_refused(train_spec: Path, train_data: Path,
-                                                            tmp_path: Path, capsys) -> None:
+def test_a_second_trainer_on_the_same_run_folder_is_refused(
+    train_spec: Path, train_data: Path, tmp_path: Path, capsys
+) -> None:
     outdir = tmp_path / "runs"
     first = start_slow(tmp_path, train_argv(train_spec, train_data, outdir))
     try:
@@ -203,16 +244,22 @@ def test_a_second_trainer_on_the_same_run_folder_is_refused(train_spec: Path, tr
     assert [r["event"] for r in log].count("resume") == 0  # the second wrote nothing
 
 
-def test_resuming_an_older_checkpoint_abandons_its_future(reference_run: TrainResult,
-                                                          train_spec: Path, train_data: Path,
-                                                          tmp_path: Path) -> None:
+def test_resuming_an_older_checkpoint_abandons_its_future(
+    reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
+) -> None:
     outdir = tmp_path / "runs"
     assert train_main(train_argv(train_spec, train_data, outdir, "--quiet")) == 0
     (run,) = outdir.iterdir()
     older = run / "checkpoints" / "checkpoint-000000256.pt"
     later = ["checkpoint-000000288.pt", "checkpoint-000000320.pt"]
-    assert train_main(train_argv(train_spec, train_data, outdir, "--resume", str(older),
-                                 "--kimg", "0.288", "--quiet")) == 0
+    assert (
+        train_main(
+            train_argv(
+                train_spec, train_data, outdir, "--resume", str(older), "--kimg", "0.288", "--quiet"
+            )
+        )
+        == 0
+    )
     (moved,) = (run / "abandoned").iterdir()
     assert sorted(p.name for p in moved.glob("*.pt")) == later
     dropped = [json.loads(line) for line in (moved / "log.jsonl").read_text().splitlines()]
@@ -226,8 +273,9 @@ def test_resuming_an_older_checkpoint_abandons_its_future(reference_run: TrainRe
     assert meta["checkpoint"] == "checkpoint-000000288.pt"
 
 
-def test_disk_full_while_writing_a_checkpoint(train_spec: Path, train_data: Path, tmp_path: Path,
-                                              monkeypatch, capsys) -> None:
+def test_disk_full_while_writing_a_checkpoint(
+    train_spec: Path, train_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     import progan_dsl.checkpoint as ckpt_module
 
     real_save = torch.save
@@ -249,16 +297,25 @@ def test_disk_full_while_writing_a_checkpoint(train_spec: Path, train_data: Path
     (run,) = outdir.iterdir()
     assert not [p for p in run.rglob(".*tmp*")]  # no temporary file left
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
-        "checkpoint-000000000.pt", "checkpoint-000000032.pt"]
+        "checkpoint-000000000.pt",
+        "checkpoint-000000032.pt",
+    ]
     for path in list_checkpoints(run / "checkpoints"):
         Checkpoint.read(path)  # intact
     monkeypatch.setattr(ckpt_module.torch, "save", real_save)
-    assert train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto", "--quiet",
-                                 "--kimg", "0.096")) == 0
+    assert (
+        train_main(
+            train_argv(
+                train_spec, train_data, outdir, "--resume", "auto", "--quiet", "--kimg", "0.096"
+            )
+        )
+        == 0
+    )
 
 
-def test_disk_full_while_writing_a_grid(train_spec: Path, train_data: Path, tmp_path: Path,
-                                        monkeypatch, capsys) -> None:
+def test_disk_full_while_writing_a_grid(
+    train_spec: Path, train_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     import progan_dsl.fsutil as fsutil
 
     real = fsutil._write_synced

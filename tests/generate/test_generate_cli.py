@@ -35,7 +35,9 @@ def gen(*argv: str) -> int:
 def test_deterministic_and_backends_agree(run: Path, exported: Path, tmp_path: Path) -> None:
     first, second, by_torch = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "torch.png"
     for path in (first, second):
-        assert gen("--network", str(exported), "--num", "10", "--seed", "7", "--out", str(path)) == 0
+        assert (
+            gen("--network", str(exported), "--num", "10", "--seed", "7", "--out", str(path)) == 0
+        )
     assert first.read_bytes() == second.read_bytes()
     assert gen("--network", str(run), "--num", "10", "--seed", "7", "--out", str(by_torch)) == 0
     with Image.open(first) as a, Image.open(by_torch) as b:
@@ -58,8 +60,11 @@ def test_deterministic_and_backends_agree(run: Path, exported: Path, tmp_path: P
 def test_seeds_name_files_and_do_not_depend_on_each_other(exported: Path, tmp_path: Path) -> None:
     out = tmp_path / "by_seed"
     assert gen("--network", str(exported), "--seeds", "3-4,42", "--out", str(out)) == 0
-    assert sorted(p.name for p in out.glob("*.png")) == ["seed0003.png", "seed0004.png",
-                                                          "seed0042.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "seed0003.png",
+        "seed0004.png",
+        "seed0042.png",
+    ]
     alone = tmp_path / "alone"
     assert gen("--network", str(exported), "--seeds", "42", "--out", str(alone)) == 0
     assert (alone / "seed0042.png").read_bytes() == (out / "seed0042.png").read_bytes()
@@ -84,18 +89,45 @@ def test_output_folders_are_not_clobbered(exported: Path, tmp_path: Path, capsys
 
 def test_interpolation_gif_and_frames(exported: Path, tmp_path: Path) -> None:
     out = tmp_path / "walk.gif"
-    assert gen("--network", str(exported), "--num", "3", "--interpolate", "4", "--fps", "20",
-               "--out", str(out)) == 0
+    assert (
+        gen(
+            "--network",
+            str(exported),
+            "--num",
+            "3",
+            "--interpolate",
+            "4",
+            "--fps",
+            "20",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     with Image.open(out) as img:
         assert (img.n_frames, img.size, img.info["duration"]) == (12, (16, 16), 50)
     frames = tmp_path / "frames"
-    assert gen("--network", str(exported), "--num", "2", "--interpolate", "3", "--interpolation",
-               "linear", "--out", str(frames)) == 0
+    assert (
+        gen(
+            "--network",
+            str(exported),
+            "--num",
+            "2",
+            "--interpolate",
+            "3",
+            "--interpolation",
+            "linear",
+            "--out",
+            str(frames),
+        )
+        == 0
+    )
     assert len(list(frames.glob("frame*.png"))) == 6
 
 
-def test_user_errors_exit_2_without_traceback(run: Path, exported: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_user_errors_exit_2_without_traceback(
+    run: Path, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     not_model = tmp_path / "notes.onnx"
     not_model.write_text("hello")
     a_file = tmp_path / "file"
@@ -108,7 +140,10 @@ def test_user_errors_exit_2_without_traceback(run: Path, exported: Path, tmp_pat
         ([*net, "--out", str(tmp_path / "g.gif")], "--interpolate"),
         ([*net, "--out", str(tmp_path / "g.jpg")], ".png"),
         ([*net, "--interpolate", "3", "--out", png], ".gif"),
-        ([*net, "--num", "1", "--interpolate", "3", "--out", str(tmp_path / "g.gif")], "at least 2"),
+        (
+            [*net, "--num", "1", "--interpolate", "3", "--out", str(tmp_path / "g.gif")],
+            "at least 2",
+        ),
         ([*net, "--device", "tpu", "--out", png], "--device must be"),
         ([*net, "--num", "0", "--out", png], "--num"),
         ([*net, "--num", "100000000000", "--out", png], "allowed"),

@@ -6,7 +6,6 @@ A hand-built ONNX "generator" (images = reshape(z)) makes every value checkable 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,18 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from progan_dsl.errors import UserError
 from progan_dsl.devices import parse_device
+from progan_dsl.errors import UserError
 from progan_dsl.generate import media
 from progan_dsl.generate.latents import interpolate, latents, latents_for_seeds, seed_list, slerp
-from progan_dsl.generate.ort import CPU, CUDA, TENSORRT, OnnxGenerator, choose_providers, provider_note
+from progan_dsl.generate.ort import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    OnnxGenerator,
+    choose_providers,
+    provider_note,
+)
 from progan_dsl.generate.sampler import OnnxSampler, open_sampler
 from progan_dsl.images import image_grid, to_pil, to_uint8, write_png
 
@@ -84,8 +90,9 @@ def test_io_binding_path_gives_the_plain_run(tmp_path: Path) -> None:
 def test_sampler_chunks_and_pads_a_fixed_batch(tmp_path: Path) -> None:
     z = latents(7, 12, seed=2)
     dynamic = open_sampler(reshape_generator(tmp_path / "d.onnx"), device="cpu", batch_size=2)
-    fixed = open_sampler(reshape_generator(tmp_path / "f.onnx", batch=3, metadata=False),
-                         device="cpu")
+    fixed = open_sampler(
+        reshape_generator(tmp_path / "f.onnx", batch=3, metadata=False), device="cpu"
+    )
     assert isinstance(fixed, OnnxSampler) and fixed.fixed_batch == 3 and dynamic.fixed_batch is None
     assert (fixed.resolution, fixed.channels, fixed.height, fixed.width) == (2, 3, 2, 2)
     for sampler in (dynamic, fixed):
@@ -130,8 +137,12 @@ def test_seeds_name_one_latent_each() -> None:
     assert seed_list("0-3,42, 7") == [0, 1, 2, 3, 42, 7]
     z = latents_for_seeds([5, 9], 8)
     np.testing.assert_array_equal(z[1], latents(1, 8, seed=9)[0])  # independent of the others
-    for bad, message in (("x", "not a seed"), ("3-1", "ascending"), ("-1", "not a seed"),
-                         ("0-99999999", "more than")):
+    for bad, message in (
+        ("x", "not a seed"),
+        ("3-1", "ascending"),
+        ("-1", "not a seed"),
+        ("0-99999999", "more than"),
+    ):
         with pytest.raises(UserError, match=message):
             seed_list(bad)
 

@@ -58,8 +58,12 @@ def test_every_stage_parameter_count(celeb, fused):
     compiled = compile_graphs(celeb, fused=fused)
     assert len(compiled.stages) == 17
     for stage in compiled.stages:
-        assert param_count(compiled.stage_graph("G", stage)) == g_params(stage.resolution, stage.phase)
-        assert param_count(compiled.stage_graph("D", stage)) == d_params(stage.resolution, stage.phase)
+        assert param_count(compiled.stage_graph("G", stage)) == g_params(
+            stage.resolution, stage.phase
+        )
+        assert param_count(compiled.stage_graph("D", stage)) == d_params(
+            stage.resolution, stage.phase
+        )
 
 
 def test_every_stage_verifies_and_has_one_lerp_in_fade(celeb):
@@ -75,8 +79,11 @@ def test_fusion_keeps_parameter_names(celeb):
     plain, fused = compile_graphs(celeb, fused=False), compile_graphs(celeb, fused=True)
     stage = plain.stages[-1]
     for net in ("G", "D"):
+
         def names(compiled, net=net):
-            return {n.id for n in compiled.stage_graph(net, stage).nodes() if n.kind.startswith("conv")}
+            return {
+                n.id for n in compiled.stage_graph(net, stage).nodes() if n.kind.startswith("conv")
+            }
 
         assert names(plain) == names(fused)
     kinds = {n.kind for n in fused.stage_graph("G", stage).nodes()}
@@ -109,7 +116,9 @@ def test_fade_stage_structure(celeb):
 
 
 def test_non_square_base_shape():
-    text = TINY.read_text().replace("  final_resolution: 16", "  base_shape: [4, 8]\n  final_resolution: 32")
+    text = TINY.read_text().replace(
+        "  final_resolution: 16", "  base_shape: [4, 8]\n  final_resolution: 32"
+    )
     text = text.replace("{4: 16, 8: 12, 16: 8}", "{8: 16, 16: 12, 32: 8}")
     text = text.replace("{4: 16, 8: 16, 16: 8}", "{8: 16, 16: 16, 32: 8}")
     compiled = compile_graphs(load_spec_text(text, "wide.yaml"))
@@ -140,7 +149,11 @@ def test_dump_golden_celebahq(celeb):
 def test_table_golden_celebahq(celeb):
     compiled = compile_graphs(celeb, fused=False)
     stage = compiled.stages[-1]
-    text = format_table(compiled.stage_graph("G", stage)) + "\n" + format_table(compiled.stage_graph("D", stage))
+    text = (
+        format_table(compiled.stage_graph("G", stage))
+        + "\n"
+        + format_table(compiled.stage_graph("D", stage))
+    )
     assert "23,071,507" in text and "23,077,137" in text
     check_golden("ir/celebahq_1024_table.txt", text)
 
@@ -157,7 +170,8 @@ def test_a_conv_between_an_upsample_and_a_downsample_is_fused_once():
     text = TINY.read_text().replace(
         "      - {kind: conv}\n      - {kind: conv, out: lower}\n      - {kind: downsample}\n",
         "      - {kind: conv}\n      - {kind: upsample}\n      - {kind: conv, out: lower}\n"
-        "      - {kind: downsample}\n      - {kind: downsample}\n")
+        "      - {kind: downsample}\n      - {kind: downsample}\n",
+    )
     loaded = load_spec_text(text, "up_down.yaml")
     fused, plain = compile_spec(loaded, fused=True), compile_spec(loaded, fused=False)
     stage = fused.final_stage

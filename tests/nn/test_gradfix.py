@@ -109,4 +109,6 @@ def test_eqconv_through_gradfix_matches_stock_including_autocast(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = convs[0](x)
     assert y.dtype == torch.bfloat16
-    assert torch.allclose(y.float(), convs[0](x).detach(), rtol=0.05, atol=0.05 * y.abs().max().item())
+    assert torch.allclose(
+        y.float(), convs[0](x).detach(), rtol=0.05, atol=0.05 * y.abs().max().item()
+    )

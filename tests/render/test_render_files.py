@@ -112,7 +112,10 @@ def test_cli_prints_the_missing_dot_message_and_exits_2(
             {"stages": 32},
             "no stage 32 in spec 'tiny' (stages: 4/stable, 8/fade, 8/stable, 16/fade, 16/stable)",
         ),
-        ({"stages": "big"}, "expected a resolution or 'all', got 'big' (resolutions in spec 'tiny': 4, 8, 16)"),
+        (
+            {"stages": "big"},
+            "expected a resolution or 'all', got 'big' (resolutions in spec 'tiny': 4, 8, 16)",
+        ),
         ({"stages": [Stage(4, "fade")]}, "no stage 4/fade in spec 'tiny'"),
     ],
 )

@@ -227,8 +227,10 @@ def test_writing_a_default_out_does_not_change_the_hash() -> None:
 
     base = TINY.read_text().replace("    total_kimg: 0.384\n", "")
     omitted = base.replace("    fade_kimg: 0.064\n    stable_kimg: 0.064\n", "")
-    written = base.replace("    fade_kimg: 0.064\n    stable_kimg: 0.064\n",
-                           "    fade_kimg: 600\n    stable_kimg: 600.0\n")
+    written = base.replace(
+        "    fade_kimg: 0.064\n    stable_kimg: 0.064\n",
+        "    fade_kimg: 600\n    stable_kimg: 600.0\n",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no pydantic serializer warning for the int default
         assert load_spec_text(omitted).hash == load_spec_text(written).hash

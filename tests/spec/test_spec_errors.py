@@ -33,7 +33,9 @@ def test_there_are_at_least_20_malformed_specs() -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_malformed_spec_exits_2_with_located_message(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_spec_exits_2_with_located_message(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     where, text = expectation(path)
     rc = compile_main([str(path)])
     err = capsys.readouterr().err

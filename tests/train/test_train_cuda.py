@@ -21,8 +21,15 @@ pytestmark = [
 def test_bf16_run_on_cuda(train_spec: Path, train_data: Path, tmp_path: Path) -> None:
     spec = tmp_path / "bf16.yaml"
     spec.write_text(train_spec.read_text().replace("training:\n", "training:\n  precision: bf16\n"))
-    result = train(TrainOptions(spec=str(spec), data=str(train_data), outdir=str(tmp_path / "runs"),
-                                device="cuda", progress=False))
+    result = train(
+        TrainOptions(
+            spec=str(spec),
+            data=str(train_data),
+            outdir=str(tmp_path / "runs"),
+            device="cuda",
+            progress=False,
+        )
+    )
     assert result.images_shown == 320
     records = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     ticks = [r for r in records if r["event"] == "tick"]
@@ -35,8 +42,25 @@ def test_bf16_run_on_cuda(train_spec: Path, train_data: Path, tmp_path: Path) ->
 
 
 def test_cuda_checkpoint_resumes_on_cpu(train_spec: Path, train_data: Path, tmp_path: Path) -> None:
-    first = train(TrainOptions(spec=str(train_spec), data=str(train_data), outdir=str(tmp_path),
-                               device="cuda", progress=False, kimg=0.096))
-    more = train(TrainOptions(spec=str(train_spec), data=str(train_data), outdir=str(tmp_path),
-                              device="cpu", progress=False, resume="auto", kimg=0.128))
+    first = train(
+        TrainOptions(
+            spec=str(train_spec),
+            data=str(train_data),
+            outdir=str(tmp_path),
+            device="cuda",
+            progress=False,
+            kimg=0.096,
+        )
+    )
+    more = train(
+        TrainOptions(
+            spec=str(train_spec),
+            data=str(train_data),
+            outdir=str(tmp_path),
+            device="cpu",
+            progress=False,
+            resume="auto",
+            kimg=0.128,
+        )
+    )
     assert more.run_dir == first.run_dir and more.images_shown == 128

@@ -45,20 +45,41 @@ train(TrainOptions(spec=sys.argv[1], data=sys.argv[2], outdir=sys.argv[3], devic
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(train_spec: Path, train_data: Path,
-                                              tmp_path: Path) -> None:
+def test_two_gloo_processes_match_one_process(
+    train_spec: Path, train_data: Path, tmp_path: Path
+) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = [str(train_spec), str(train_data)]
-    single = subprocess.run([sys.executable, str(script), *common, str(tmp_path / "one"),
-                             str(tmp_path / "one.pt")], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, str(script), *common, str(tmp_path / "one"), str(tmp_path / "one.pt")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), *common, str(tmp_path / "two"), str(tmp_path / "two.pt")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            *common,
+            str(tmp_path / "two"),
+            str(tmp_path / "two.pt"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     (run,) = (tmp_path / "two").iterdir()  # rank 0 alone made a run folder
     assert launched.stdout.count("progan-train: new run") == 1  # and only rank 0 printed
@@ -68,7 +89,9 @@ def test_two_gloo_processes_match_one_process(train_spec: Path, train_data: Path
     for key in g1:
         scale = g1[key].abs().max().item()
         worst = (g1[key] - g2[key]).abs().max().item()
-        assert worst <= RELATIVE * scale + 1e-12, f"{key}: {worst:.3g} (largest element {scale:.3g})"
+        assert worst <= RELATIVE * scale + 1e-12, (
+            f"{key}: {worst:.3g} (largest element {scale:.3g})"
+        )
 
     (one_run,) = (tmp_path / "one").iterdir()
     one, two = Checkpoint.load(one_run), Checkpoint.load(run)

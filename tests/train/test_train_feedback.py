@@ -13,19 +13,34 @@ from types import SimpleNamespace
 import pytest
 
 from progan_dsl.ir import Stage
-from progan_dsl.train.feedback import Progress, eta_seconds, grid_cell
+from progan_dsl.train.console import Progress, eta_seconds
+from progan_dsl.train.feedback import grid_cell
 from progan_dsl.train.loop import TrainResult
 from progan_dsl.train.schedule import Phase, Schedule
 
 
 def _phase(i: int, res: int, kind: str, start: int, end: int) -> Phase:
-    return Phase(index=i, stage=Stage(res, kind), start=start, end=end, length=end - start,
-                 minibatch=4, learning_rate=1e-3)
+    return Phase(
+        index=i,
+        stage=Stage(res, kind),
+        start=start,
+        end=end,
+        length=end - start,
+        minibatch=4,
+        learning_rate=1e-3,
+    )
 
 
 def test_eta_weights_each_phase_by_its_resolutions_measured_cost() -> None:
-    schedule = Schedule((_phase(0, 4, "stable", 0, 1000), _phase(1, 8, "fade", 1000, 2000),
-                         _phase(2, 8, "stable", 2000, 3000), _phase(3, 16, "fade", 3000, 4000)), 4000)
+    schedule = Schedule(
+        (
+            _phase(0, 4, "stable", 0, 1000),
+            _phase(1, 8, "fade", 1000, 2000),
+            _phase(2, 8, "stable", 2000, 3000),
+            _phase(3, 16, "fade", 3000, 4000),
+        ),
+        4000,
+    )
     monitor = SimpleNamespace(images={4: 500, 8: 100}, img_per_s=lambda r: {4: 100.0, 8: 50.0}[r])
     # at 1500: 500 images of 8x8 fade + 1000 of 8x8 stable at 50 img/s, then 1000 of 16x16 at
     # the nearest measured rate (8x8) scaled by the pixel count: 50 / 4
@@ -52,10 +67,13 @@ def test_grid_cells_are_upscaled_to_64_and_capped_by_the_width() -> None:
 
 
 def test_the_run_logs_carry_timestamps(reference_run: TrainResult) -> None:
-    records = [json.loads(line) for line in (reference_run.run_dir / "log.jsonl").read_text()
-               .splitlines()]
+    records = [
+        json.loads(line) for line in (reference_run.run_dir / "log.jsonl").read_text().splitlines()
+    ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", r["time"]) for r in records)
     text = (reference_run.run_dir / "log.txt").read_text().splitlines()
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  progan-train: new run in ", text[0])
-    assert any("tick 5" in line for line in text) and text[-1].split("  ", 1)[1].startswith("last grid:")
+    assert any("tick 5" in line for line in text) and text[-1].split("  ", 1)[1].startswith(
+        "last grid:"
+    )
     assert records[0]["event"] == "start" and "verified" in records[0]["data_verified"]

@@ -48,7 +48,9 @@ def test_wgan_gp_target_and_weights() -> None:
 def test_lsgan_values() -> None:
     loss, _ = d_loss(LsganLoss(kind="lsgan"), critic(W), BATCH)
     assert loss.item() == pytest.approx(0.5 * (4 + 9) / 2 + 0.5 * (0 + 49) / 2)
-    assert g_loss(LsganLoss(kind="lsgan"), critic(W), FAKES).item() == pytest.approx(0.5 * (1 + 36) / 2)
+    assert g_loss(LsganLoss(kind="lsgan"), critic(W), FAKES).item() == pytest.approx(
+        0.5 * (1 + 36) / 2
+    )
 
 
 def test_logistic_r1_values() -> None:
@@ -60,7 +62,8 @@ def test_logistic_r1_values() -> None:
     assert loss.item() == pytest.approx(expected)
     assert terms["r1"].item() == pytest.approx(25.0)
     assert g_loss(LogisticLoss(kind="logistic"), critic(W), FAKES).item() == pytest.approx(
-        (softplus(-0.0) + softplus(-7.0)) / 2)
+        (softplus(-0.0) + softplus(-7.0)) / 2
+    )
 
 
 def _group_stat(x: torch.Tensor, group: int) -> torch.Tensor:
@@ -111,7 +114,9 @@ def test_wgan_gp_under_bf16_autocast_with_bf16_fakes():
     assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
 
 
-@pytest.mark.parametrize(("upscale", "expected_gp"), [(1, 16.0), (2, 2.25), (4, 0.0625), (8, 0.140625)])
+@pytest.mark.parametrize(
+    ("upscale", "expected_gp"), [(1, 16.0), (2, 2.25), (4, 0.0625), (8, 0.140625)]
+)
 def test_wgan_gp_full_resolution_gradient_by_hand(upscale: int, expected_gp: float) -> None:
     """Official default: the gradient w.r.t. the image nearest-upscaled to the final size has
     norm |w| / f = 5 / f for the linear critic; 'native' keeps |w| = 5 at every resolution."""
@@ -150,19 +155,33 @@ def test_wgan_gp_matches_a_critic_run_at_full_resolution(upscale: int) -> None:
     penalty = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
     real_scores = native(torch.nn.functional.avg_pool2d(up(reals), upscale))
     fake_scores = native(torch.nn.functional.avg_pool2d(up(fakes), upscale))
-    expected = (fake_scores.mean() - real_scores.mean() + 10.0 * penalty
-                + 0.001 * real_scores.square().mean())
+    expected = (
+        fake_scores.mean()
+        - real_scores.mean()
+        + 10.0 * penalty
+        + 0.001 * real_scores.square().mean()
+    )
     assert terms["gp"].item() == pytest.approx(penalty.item(), rel=1e-4)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_each_loss_declares_the_terms_it_logs() -> None:
     assert stat_names(WganGpLoss(kind="wgan_gp")) == (
-        "loss_D", "loss_G", "real_score", "fake_score", "gp", "drift")
+        "loss_D",
+        "loss_G",
+        "real_score",
+        "fake_score",
+        "gp",
+        "drift",
+    )
     assert stat_names(LsganLoss(kind="lsgan")) == ("loss_D", "loss_G", "real_score", "fake_score")
     assert stat_names(LogisticLoss(kind="logistic", r1_gamma=0.0))[-1] == "fake_score"
     assert stat_names(LogisticLoss(kind="logistic"))[-1] == "r1"
-    for spec in (WganGpLoss(kind="wgan_gp"), LsganLoss(kind="lsgan"), LogisticLoss(kind="logistic")):
+    for spec in (
+        WganGpLoss(kind="wgan_gp"),
+        LsganLoss(kind="lsgan"),
+        LogisticLoss(kind="logistic"),
+    ):
         _, terms = d_loss(spec, critic(W), BATCH)
         assert set(stat_names(spec)) == {"loss_D", "loss_G", *terms}
     assert set(LOSSES) == {"wgan_gp", "lsgan", "logistic"}
@@ -200,5 +219,10 @@ def test_the_trainer_penalises_the_full_resolution_gradient_at_every_phase(monke
         t.images_shown = phase.start
         stage_now[0] = (phase.resolution, phase.stage.phase)
         t.iteration()
-    assert seen == {(4, "stable"): {4}, (8, "fade"): {2}, (8, "stable"): {2},
-                    (16, "fade"): {1}, (16, "stable"): {1}}
+    assert seen == {
+        (4, "stable"): {4},
+        (8, "fade"): {2},
+        (8, "stable"): {2},
+        (16, "fade"): {1},
+        (16, "stable"): {1},
+    }

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from progan_dsl.checkpoint import Checkpoint, list_checkpoints
 from progan_dsl.cli import train_main
 from progan_dsl.compiler import compile_spec
 from progan_dsl.errors import UserError
 from progan_dsl.ir import Stage
 from progan_dsl.ir.dump import dump
 from progan_dsl.spec import load_spec, load_spec_text
-from progan_dsl.checkpoint import Checkpoint, list_checkpoints
 from progan_dsl.train.loop import TrainingDiverged, TrainOptions, TrainResult, train
 from tests.conftest import TRAIN_SEED
 
@@ -46,8 +46,15 @@ TIMING = {"img_per_s", "elapsed_s", "time"}  # the only log fields allowed to di
 
 
 def options(spec: Path, data: Path, outdir: Path, **kw) -> TrainOptions:
-    return TrainOptions(spec=str(spec), data=str(data), outdir=str(outdir), device="cpu",
-                        progress=False, threads=1, **kw)
+    return TrainOptions(
+        spec=str(spec),
+        data=str(data),
+        outdir=str(outdir),
+        device="cpu",
+        progress=False,
+        threads=1,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +64,11 @@ def uninterrupted(reference_run: TrainResult) -> TrainResult:
 
 def ticks(run: Path) -> list[dict]:
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records
-            if r["event"] in ("tick", "metrics")]
+    return [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in records
+        if r["event"] in ("tick", "metrics")
+    ]
 
 
 def test_run_folder_contents(uninterrupted: TrainResult, train_spec: Path) -> None:
@@ -81,7 +91,10 @@ def test_run_folder_contents(uninterrupted: TrainResult, train_spec: Path) -> No
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # snapshot.keep = 3 of the checkpoints every 32 images
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
-        "checkpoint-000000256.pt", "checkpoint-000000288.pt", "checkpoint-000000320.pt"]
+        "checkpoint-000000256.pt",
+        "checkpoint-000000288.pt",
+        "checkpoint-000000320.pt",
+    ]
     events = [json.loads(line)["event"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert events[:3] == ["start", "phase", "checkpoint"]
     assert events.count("phase") == 5 and events.count("tick") == 5 and events[-1] == "done"
@@ -111,8 +124,21 @@ def test_sigkill_in_a_fade_in_then_resume_is_bitwise_identical(
     outdir = tmp_path / "b"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, str(train_spec), str(train_data), str(outdir),
-         str(KILL_AT), str(SEED)], cwd=ROOT, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-c",
+            KILL_SCRIPT,
+            str(train_spec),
+            str(train_data),
+            str(outdir),
+            str(KILL_AT),
+            str(SEED),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     # the run folder is intact after the kill
@@ -130,8 +156,22 @@ def test_sigkill_in_a_fade_in_then_resume_is_bitwise_identical(
     stale = run / "checkpoints" / ".checkpoint-000000999.pt.tmp-4242"
     stale.write_bytes(b"partial")
 
-    code = train_main([str(train_spec), "--data", str(train_data), "--outdir", str(outdir),
-                       "--resume", "auto", "--device", "cpu", "--no-progress", "--threads", "1"])
+    code = train_main(
+        [
+            str(train_spec),
+            "--data",
+            str(train_data),
+            "--outdir",
+            str(outdir),
+            "--resume",
+            "auto",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     assert [p.name for p in outdir.iterdir()] == [run.name]  # continued, not a new run
     assert not stale.exists()
@@ -171,10 +211,12 @@ def test_resume_path_with_edited_training_starts_a_new_run_folder(
 ) -> None:
     checkpoint = uninterrupted.run_dir / "checkpoints" / "checkpoint-000000288.pt"
     edited = tmp_path / "edited.yaml"
-    edited.write_text(train_spec.read_text().replace("training:\n",
-                                                     "training:\n  optimizer: {lr: 0.0005}\n"))
-    result = train(options(edited, train_data, tmp_path / "runs", resume=str(checkpoint),
-                           kimg=0.32))
+    edited.write_text(
+        train_spec.read_text().replace("training:\n", "training:\n  optimizer: {lr: 0.0005}\n")
+    )
+    result = train(
+        options(edited, train_data, tmp_path / "runs", resume=str(checkpoint), kimg=0.32)
+    )
     assert result.run_dir.parent == tmp_path / "runs" and result.images_shown == 320
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["started_from"] == str(checkpoint)
@@ -183,7 +225,9 @@ def test_resume_path_with_edited_training_starts_a_new_run_folder(
     assert state.training.opt_G["param_groups"][0]["lr"] == 0.0005
     # other networks: refused
     wider = tmp_path / "wider.yaml"
-    wider.write_text(train_spec.read_text().replace("{4: 16, 8: 12, 16: 8}", "{4: 16, 8: 16, 16: 8}"))
+    wider.write_text(
+        train_spec.read_text().replace("{4: 16, 8: 12, 16: 8}", "{4: 16, 8: 16, 16: 8}")
+    )
     with pytest.raises(UserError, match="different architecture"):
         train(options(wider, train_data, tmp_path / "runs", resume=str(checkpoint)))
 
@@ -202,7 +246,9 @@ def test_nonfinite_loss_rolls_back_to_the_last_checkpoint(
 
     with pytest.raises(TrainingDiverged, match="non-finite loss_D") as err:
         train(options(train_spec, train_data, tmp_path, seed=SEED), on_iteration=poison)
-    assert err.value.checkpoint is not None and err.value.checkpoint.name == "checkpoint-000000096.pt"
+    assert (
+        err.value.checkpoint is not None and err.value.checkpoint.name == "checkpoint-000000096.pt"
+    )
     trainer = seen["trainer"]
     state = Checkpoint.read(err.value.checkpoint)
     assert trainer.images_shown == 96
@@ -229,11 +275,27 @@ def test_user_errors_exit_2(train_spec: Path, train_data: Path, tmp_path: Path, 
     assert "no dataset: pass --data DIR" in capsys.readouterr().err
     rgb = tmp_path / "rgb.yaml"
     rgb.write_text(train_spec.read_text().replace("image_channels: 1", "image_channels: 3"))
-    assert train_main([str(rgb), "--data", str(train_data), "--outdir", str(tmp_path),
-                       "--device", "cpu"]) == 2
+    assert (
+        train_main(
+            [str(rgb), "--data", str(train_data), "--outdir", str(tmp_path), "--device", "cpu"]
+        )
+        == 2
+    )
     assert "has 1 channel(s), spec 'tiny_train' makes 3" in capsys.readouterr().err
-    assert train_main([str(train_spec), "--data", str(train_data), "--resume",
-                       str(tmp_path / "nothing.pt"), "--device", "cpu"]) == 2
+    assert (
+        train_main(
+            [
+                str(train_spec),
+                "--data",
+                str(train_data),
+                "--resume",
+                str(tmp_path / "nothing.pt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "no such checkpoint file" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert train_main([str(train_spec), "--data", str(train_data), "--device", "cuda"]) == 2

@@ -88,10 +88,14 @@ def test_kimg_override_extends_the_final_phase() -> None:
 
 
 def test_no_fade_in_and_tables() -> None:
-    text = PAPER.read_text().replace("  fade_in: true", "  fade_in: false").replace(
-        "    fade_kimg: 600\n    stable_kimg: 600\n    total_kimg: 12000",
-        "    fade_kimg: 600\n    stable_kimg: {4: 100, 8: 200, 16: 300, 32: 400, 64: 500, "
-        "128: 600, 256: 700, 512: 800, 1024: 900}",
+    text = (
+        PAPER.read_text()
+        .replace("  fade_in: true", "  fade_in: false")
+        .replace(
+            "    fade_kimg: 600\n    stable_kimg: 600\n    total_kimg: 12000",
+            "    fade_kimg: 600\n    stable_kimg: {4: 100, 8: 200, 16: 300, 32: 400, 64: 500, "
+            "128: 600, 256: 700, 512: 800, 1024: 900}",
+        )
     )
     assert "fade_in: false" in text and "stable_kimg: {4: 100" in text
     sched = build_schedule(load_spec_text(text, "nofade.yaml").spec)
@@ -112,6 +116,7 @@ def test_format_schedule_lists_every_phase(paper) -> None:
 
 
 def test_schedule_does_not_import_torch() -> None:
-    code = ("import sys; import progan_dsl.train.schedule; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys; import progan_dsl.train.schedule; sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
