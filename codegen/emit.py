@@ -14,7 +14,6 @@ from pathlib import Path
 
 from progan_dsl.codegen.render import render_stage, render_template
 from progan_dsl.codegen.view import class_name, module_view
-
 from progan_dsl.fsutil import MARKER_NAME, plan_output_dir, staged_dir, translate_write_errors
 from progan_dsl.ir import CompiledGraphs
 

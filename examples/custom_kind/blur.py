@@ -12,9 +12,15 @@ from progan_dsl.kinds import LayerBase, LayerKind, register
 
 
 class BlurLayer(LayerBase):
-    kind: Literal["blur"] = Field(description="Separable low-pass filter, e.g. before downsampling.")
-    taps: list[StrictInt] = Field(default_factory=lambda: [1, 2, 1], min_length=1, max_length=7,
-                            description="1-D filter taps (normalised to sum 1).")
+    kind: Literal["blur"] = Field(
+        description="Separable low-pass filter, e.g. before downsampling."
+    )
+    taps: list[StrictInt] = Field(
+        default_factory=lambda: [1, 2, 1],
+        min_length=1,
+        max_length=7,
+        description="1-D filter taps (normalised to sum 1).",
+    )
 
 
 def _same_maps(layer: Any, shape: tuple[int, ...], ctx: Any) -> tuple[int, ...]:
@@ -23,14 +29,16 @@ def _same_maps(layer: Any, shape: tuple[int, ...], ctx: Any) -> tuple[int, ...]:
     return shape
 
 
-BLUR = register(LayerKind(
-    name="blur",
-    params=BlurLayer,
-    infer=_same_maps,
-    count=lambda node: 0,
-    runtime="examples.custom_kind.blur_runtime:Blur2d",
-    ctor=lambda node: {"taps": list(node.layer.taps)},
-    label=lambda node: f"Blur {len(node.layer.taps)}-tap",
-    style={"shape": "box", "style": "rounded,filled", "fillcolor": "#e0e0e0"},
-    description="low-pass filter",
-))
+BLUR = register(
+    LayerKind(
+        name="blur",
+        params=BlurLayer,
+        infer=_same_maps,
+        count=lambda node: 0,
+        runtime="examples.custom_kind.blur_runtime:Blur2d",
+        ctor=lambda node: {"taps": list(node.layer.taps)},
+        label=lambda node: f"Blur {len(node.layer.taps)}-tap",
+        style={"shape": "box", "style": "rounded,filled", "fillcolor": "#e0e0e0"},
+        description="low-pass filter",
+    )
+)

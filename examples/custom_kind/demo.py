@@ -1,6 +1,6 @@
 """Compile a spec that uses a layer kind defined outside progan-dsl, and run its modules.
 
-    python -m examples.custom_kind.demo
+python -m examples.custom_kind.demo
 """
 
 from __future__ import annotations
