@@ -26,7 +26,8 @@ test: setup
 	$(PY) -m pytest -q -n 2
 
 lint: setup
-	$(VENV)/bin/ruff check progan_dsl codegen tests benchmarks examples
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -232,3 +232,21 @@ def test_top_level_api() -> None:
     program = compile_spec(load_spec(ROOT / "specs" / "mnist_32.yaml"))
     assert program.final_stage.resolution == 32 and Checkpoint.__name__ == "Checkpoint"
     assert "compile_spec" in dir(progan_dsl)
+
+
+def test_lint_and_format_are_clean() -> None:
+    """ruff check and ruff format --check over the repository (line length as configured), and
+    mypy on spec/ and ir/: the style is enforced, not hoped for."""
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        ["ruff", "check", "-q", "."],
+        ["ruff", "format", "--check", "-q", "."],
+        ["mypy"],
+    ):
+        tool = bin_dir / command[0]
+        if not tool.exists():
+            pytest.skip(f"{command[0]} is not installed next to {sys.executable}")
+        done = subprocess.run(
+            [str(tool), *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
