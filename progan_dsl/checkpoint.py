@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from progan_dsl.errors import UserError
-from progan_dsl.fsutil import write_atomic_with
+from progan_dsl.fsutil import fsync_dir, write_atomic_with
 from progan_dsl.ir import Stage
 from progan_dsl.ir.pipeline import PHASES
 
@@ -165,7 +165,7 @@ class Checkpoint:
                 os.fsync(fh.fileno())
 
         write_atomic_with(path, write)
-        _fsync_dir(path.parent)  # the rename itself survives a power cut
+        fsync_dir(path.parent)  # the rename itself survives a power cut
         return replace(self, path=path, skipped=())
 
     @classmethod
@@ -474,14 +474,6 @@ def _meta_state(program: Program, net: str, stage: Stage) -> StateDict:
 
 def _cpu(state: Mapping[str, Tensor]) -> StateDict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

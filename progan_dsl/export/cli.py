@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{chosen.weights} from {chosen.path} ({chosen.images_trained:,} images trained), "
         f"{program.params('G', stage):,} parameters, fused_scale={'on' if program.fused else 'off'}"
     )
+    n = "N" if args.batch == "dynamic" else str(args.batch)
+    io = f"z [{n}, {arch.latent_size}] -> images [{n}, {arch.image_channels}, {height}, {width}]"
     if args.out is not None:
         from progan_dsl.export.onnx_export import export_onnx
 
@@ -128,11 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch=args.batch,
             metadata=extra,
         )
-        n = "N" if args.batch == "dynamic" else str(args.batch)
         report(
-            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, batch "
-            f"{args.batch}): z [{n}, {arch.latent_size}] -> images "
-            f"[{n}, {arch.image_channels}, {height}, {width}]"
+            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, batch {args.batch}): {io}"
         )
     if args.aoti is not None:
         from progan_dsl.export.aoti import export_aoti
@@ -147,11 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch=args.batch,
             metadata=extra,
         )
-        n = "N" if args.batch == "dynamic" else str(args.batch)
         report(
             f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, AOTInductor for "
-            f"{args.aoti_device}, {args.precision}, batch {args.batch}): z [{n}, "
-            f"{arch.latent_size}] -> images [{n}, {arch.image_channels}, {height}, {width}]"
+            f"{args.aoti_device}, {args.precision}, batch {args.batch}): {io}"
         )
     if args.source is not None:
         from progan_dsl.export.source import write_torch_source

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from progan_dsl.compiler import Program, compile_spec
 from progan_dsl.errors import UserError
-from progan_dsl.fsutil import write_text_atomic
+from progan_dsl.fsutil import fsync_dir, write_text_atomic
 from progan_dsl.ir import Stage
 from progan_dsl.pretrained.official import (
     OfficialNetworks,
@@ -271,14 +271,6 @@ def _save(imported: ImportedNetworks, folder: Path) -> Path:
     return path
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_import(imported: ImportedNetworks, out: str | Path, *, force: bool = False) -> Written:
     """Write DIR/spec.yaml and DIR/checkpoint-000000000.pt (rules in the module docstring)."""
     out = check_target(out, force=force)
@@ -303,7 +295,7 @@ def write_import(imported: ImportedNetworks, out: str | Path, *, force: bool = F
                 f"{out}: could not move the import into place ({err.strerror}); was "
                 "the folder filled meanwhile?"
             ) from None
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Written(spec=out / SPEC_FILE, checkpoint=out / CHECKPOINT_FILE, shadowed_by=())
