@@ -9,8 +9,9 @@ provider.
 Defaults: on CUDA, the paper's 1024 generator (specs/celebahq_1024.yaml, final stage) at batch
 32; on a CPU, the same spec's 128x128 stable generator at batch 4 (the 512-wide early blocks
 dominate the cost at any resolution, so this is the realistic network at a size two cores finish
-in minutes). Weights are random: speed does not depend on them. Rows: `--rows BACKEND:PRECISION,...`,
-or every backend of `--backends` with every precision of `--precisions`.
+in minutes). Weights are random: speed does not depend on them. Rows:
+`--rows BACKEND:PRECISION,...`, or every backend of `--backends` with every precision of
+`--precisions`.
 
 Each row: a first call (torch.compile compiles, CUDA graphs capture, TensorRT builds its engine
 there; its time is `first_call_s`; the AOTInductor package's export and compilation is `build_s`),

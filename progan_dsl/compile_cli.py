@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not did and not args.quiet:  # --quiet: validate only (exit status 0 or 2)
         sys.stdout.write(summary(program))
         say(
-            f"ok         compiled {len(program.stages)} stages in {time.perf_counter() - start:.2f} s"
+            f"ok         compiled {len(program.stages)} stages in "
+            f"{time.perf_counter() - start:.2f} s"
         )
     return 0

@@ -44,7 +44,7 @@ D_REPEATS = 1  # official train.py D_repeats = 1: one D step per G step
 FADE_KIMG = 600  # official train.py lod_transition_kimg = 600 (the paper's Appendix A uses 800)
 STABLE_KIMG = 600  # official train.py lod_training_kimg = 600 (the paper uses 800)
 
-# ---- metrics (Section 5; official metrics/) -------------------------------------------------------
+# ---- metrics (Section 5; official metrics/) -----------------------------------------------------
 MSSSIM_PAIRS = 10_000  # Section 5: MS-SSIM over 10k pairs (official log name "metric-msssim-20k")
 
 # ---- not from the paper, named here so that every default has one home ---------------------------

@@ -8,7 +8,8 @@ What runs, by the language of a fenced block in README.md:
 - `console`: each `$ command` runs the same way and must exit 0; the lines shown under it are its
   output (stdout and stderr together, blank lines ignored): a line `...` stands for any number of
   lines and `...` inside a line for any text, as in doctest.
-- `python`: the block runs as a script; `pycon`: the block is a doctest (ELLIPSIS, NORMALIZE_WHITESPACE).
+- `python`: the block runs as a script; `pycon`: the block is a doctest (ELLIPSIS,
+  NORMALIZE_WHITESPACE).
 - `text`: illustrative output or diagrams, never run. Any other language in README is an error,
   so every block is classified on purpose.
 
@@ -253,7 +254,8 @@ def run_block(block: Block, cwd: Path) -> None:
             if expected:
                 shown = normalised(done.stdout)
                 assert output_pattern(expected).fullmatch(shown), (
-                    f"{block.where}: the output of `{command}` is not what README shows:\n{shown[:4000]}"
+                    f"{block.where}: the output of `{command}` is not what README shows:\n"
+                    f"{shown[:4000]}"
                 )
     elif block.lang == "python":
         done = run_python(["-c", block.text], cwd)

@@ -1,8 +1,8 @@
 """`progan-export`: a thin command line over the export package.
 
 Owns argument parsing and the printed summary only: `stable_generator` picks the generator,
-`export_onnx` / `export_aoti` / `write_torch_source` write it. Errors the user can fix are `UserError`s, which
-`progan_dsl.cli` prints without a traceback (exit 2).
+`export_onnx` / `export_aoti` / `write_torch_source` write it. Errors the user can fix are
+`UserError`s, which `progan_dsl.cli` prints without a traceback (exit 2).
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             metadata=extra,
         )
         report(
-            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, batch {args.batch}): {io}"
+            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, "
+            f"batch {args.batch}): {io}"
         )
     if args.aoti is not None:
         from progan_dsl.export.aoti import export_aoti

@@ -81,7 +81,9 @@ def export_metadata(
         latent_note = f"z ~ N(0, I), float32 [N, {arch.latent_size}], used as given"
     return {
         "producer": f"progan-dsl {progan_dsl.__version__}",
-        "exporter": f"torch.onnx dynamo=True (torch {torch.__version__.split('+')[0]}), opset {OPSET}",
+        "exporter": (
+            f"torch.onnx dynamo=True (torch {torch.__version__.split('+')[0]}), opset {OPSET}"
+        ),
         "spec_name": program.spec.name,
         "spec_hash": program.loaded.hash,
         "stage": str(stage),

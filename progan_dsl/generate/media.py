@@ -1,9 +1,10 @@
 """Files of generated images beyond one grid: a PNG per image, GIF and MP4 animations.
 
 Grids and PNG writing are `progan_dsl.images`; this module owns the multi-file and animated
-outputs of `progan-generate`. Every file is written to a temporary name beside its target and renamed,
-so a reader never sees half a file. PNG and GIF go through Pillow; MP4 needs the imageio-ffmpeg
-package (which ships an ffmpeg binary) and is refused with a clear message without it.
+outputs of `progan-generate`. Every file is written to a temporary name beside its target and
+renamed, so a reader never sees half a file. PNG and GIF go through Pillow; MP4 needs the
+imageio-ffmpeg package (which ships an ffmpeg binary) and is refused with a clear message without
+it.
 Images arrive as uint8 [N, C, H, W] with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
 """
 

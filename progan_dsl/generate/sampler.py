@@ -65,7 +65,8 @@ class Sampler(ABC):
         """One batch: float32 [n, latent] -> float32 [n, C, H, W] on the host."""
 
     def iter_sample(self, z: np.ndarray) -> Iterator[np.ndarray]:
-        """Images float32 [b, C, H, W] for z [N, latent], one forward pass (b <= batch) at a time."""
+        """Images float32 [b, C, H, W] for z [N, latent], one forward pass (b <= batch) at a
+        time."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise UserError(f"latents must be [N, {self.latent_size}], got {list(z.shape)}")

@@ -66,8 +66,8 @@ class DownsampleLayer(LayerBase):
         True,
         description="Directly after a conv, pool first and apply that conv's activation after "
         "pooling (bias commutes with pooling), as the official fused_scale networks compute; the "
-        "conv and the pooling can then be fused exactly. false: activation before pooling, Table 2's "
-        "literal order (that pair is then never fused).",
+        "conv and the pooling can then be fused exactly. false: activation before pooling, "
+        "Table 2's literal order (that pair is then never fused).",
     )
 
 

@@ -89,9 +89,9 @@ def load_png_folder(folder: Path, num: int | None = None) -> torch.Tensor:
             raise UserError(f"{path}: cannot read image ({err})") from err
         if images and array.shape != images[0].shape:
             raise UserError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]} with {array.shape[2]} channel(s), "
-                f"but {files[0].name} is {images[0].shape[1]}x{images[0].shape[0]} with "
-                f"{images[0].shape[2]}; all images must match"
+                f"{path}: image is {array.shape[1]}x{array.shape[0]} with {array.shape[2]} "
+                f"channel(s), but {files[0].name} is {images[0].shape[1]}x{images[0].shape[0]} "
+                f"with {images[0].shape[2]}; all images must match"
             )
         images.append(array)
     return to_nchw(np.stack(images), str(folder))
@@ -117,7 +117,8 @@ def load_image_source(path: str | Path, num: int | None = None) -> torch.Tensor:
 
 
 def subset_indices(total: int, num: int | None) -> np.ndarray:
-    """Sorted indices of a fixed random subset of `num` out of `total` (all of them if num >= total)."""
+    """Sorted indices of a fixed random subset of `num` out of `total` (all of them if
+    num >= total)."""
     if num is None or num >= total:
         return np.arange(total)
     generator = torch.Generator().manual_seed(REAL_SUBSET_SEED)

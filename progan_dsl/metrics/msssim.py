@@ -75,7 +75,8 @@ class MSSSIMScales:
         return len(self.sizes)
 
     def describe(self) -> str:
-        """One line for reports, e.g. '5 scales 64/32/16/8/4 px, windows 11/11/11/8/4 (official)'."""
+        """One line for reports, e.g.
+        '5 scales 64/32/16/8/4 px, windows 11/11/11/8/4 (official)'."""
         sizes = "/".join(str(h) if h == w else f"{h}x{w}" for h, w in self.sizes)
         windows = "/".join(map(str, self.windows))
         tail = "official" if self.official else "not the official definition"

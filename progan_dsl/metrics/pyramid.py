@@ -43,11 +43,13 @@ def _filter_axis(x: torch.Tensor, dim: int, weights: list[float], stride: int) -
 
 
 def _blur(x: torch.Tensor, gain: float, stride: int) -> torch.Tensor:
-    """Separable binomial blur with mirror borders, scaled by `gain`, keeping every `stride`-th pixel.
+    """Separable binomial blur with mirror borders, scaled by `gain`, keeping every
+    `stride`-th pixel.
 
     Mirror (`d c b | a b c d | c b a`, scipy "mirror", torch "reflect") is the border of both the
     official code and OpenCV's BORDER_REFLECT_101. Filtering the padded image with a stride equals
-    blurring at full resolution and then taking pixels 0, 2, 4, ... as the official `[:, :, ::2, ::2]`.
+    blurring at full resolution and then taking pixels 0, 2, 4, ... as the official
+    `[:, :, ::2, ::2]`.
     """
     h, w = x.shape[-2:]
     if h <= _PAD or w <= _PAD:
@@ -60,7 +62,8 @@ def _blur(x: torch.Tensor, gain: float, stride: int) -> torch.Tensor:
 
 
 def pyr_down(x: torch.Tensor) -> torch.Tensor:
-    """Blur with the binomial filter, then keep every second pixel: [N, C, H, W] -> [N, C, H/2, W/2]."""
+    """Blur with the binomial filter, then keep every second pixel:
+    [N, C, H, W] -> [N, C, H/2, W/2]."""
     return _blur(x, gain=1.0, stride=2)
 
 
@@ -90,8 +93,8 @@ def laplacian_pyramid(x: torch.Tensor, num_levels: int) -> list[torch.Tensor]:
     """Laplacian pyramid, finest level first: band-pass levels, then the Gaussian low-pass residual.
 
     Level i has size H/2^i. For i < num_levels-1 it is `G_i - pyr_up(G_{i+1})` with
-    `G_{i+1} = pyr_down(G_i)`; the last level is the Gaussian level itself, so the pyramid is exactly
-    invertible (`reconstruct_laplacian_pyramid`).
+    `G_{i+1} = pyr_down(G_i)`; the last level is the Gaussian level itself, so the pyramid is
+    exactly invertible (`reconstruct_laplacian_pyramid`).
     """
     _check_divisible(x, num_levels)
     gaussian = x.float() if not x.is_floating_point() else x
@@ -129,7 +132,8 @@ def reconstruct_laplacian_pyramid(levels: list[torch.Tensor]) -> torch.Tensor:
 
 
 def swd_resolutions(size: int, min_resolution: int = SWD_MIN_RESOLUTION) -> list[int]:
-    """Resolutions of the SWD pyramid for `size`x`size` images: size, size/2, ... down to min_resolution.
+    """Resolutions of the SWD pyramid for `size`x`size` images: size, size/2, ... down to
+    min_resolution.
 
     Images smaller than `min_resolution` keep one level, the image itself (the official code would
     have no level at all there).

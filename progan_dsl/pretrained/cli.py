@@ -28,8 +28,9 @@ pickle's Gs), which progan-export, progan-generate, progan-metrics and progan-tr
 def parser() -> argparse.ArgumentParser:
     p = UserErrorParser(
         prog="progan-import",
-        description="Import an official ProGAN network pickle (tkarras/progressive_growing_of_gans: "
-        "the (G, D, Gs) tuple of tfutil.Network) as a progan-dsl spec and checkpoint.",
+        description="Import an official ProGAN network pickle "
+        "(tkarras/progressive_growing_of_gans: the (G, D, Gs) tuple of tfutil.Network) as a "
+        "progan-dsl spec and checkpoint.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,5 @@
-"""The import itself: official pickle -> spec + checkpoint, every step checked, nothing half-written.
+"""The import itself: official pickle -> spec + checkpoint, every step checked, nothing
+half-written.
 
 Steps, in order: read the pickle with the restricted unpickler (`unpickle`); read the networks'
 static arguments and their stage (`official`); check every variable's name and shape against

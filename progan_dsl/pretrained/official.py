@@ -431,7 +431,8 @@ def _channels_yaml(nets: OfficialNetworks, *, table: bool) -> str:
             f"with fmap_base={G.fmap_base:g}, fmap_decay={G.fmap_decay:g}, fmap_max={G.fmap_max}\n"
         )
     return (
-        f"    rule: {{base: {int(G.fmap_base)}, max: {G.fmap_max}, decay: {yaml_float(G.fmap_decay)}}}"
+        f"    rule: {{base: {int(G.fmap_base)}, max: {G.fmap_max}, "
+        f"decay: {yaml_float(G.fmap_decay)}}}"
         "   # fmap_base, fmap_max, fmap_decay\n"
     )
 
@@ -463,7 +464,8 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
     act = ", activation: relu" if not G.use_leakyrelu else ""
     act_note = "; ReLU in G (use_leakyrelu=False)" if act else ""
     mbstd = (
-        f"      - {{kind: minibatch_stddev, group_size: {D.mbstd_group_size}}}   # mbstd_group_size\n"
+        f"      - {{kind: minibatch_stddev, group_size: {D.mbstd_group_size}}}"
+        "   # mbstd_group_size\n"
         if D.mbstd_group_size > 1
         else "      # no minibatch stddev layer (mbstd_group_size <= 1)\n"
     )
@@ -472,6 +474,7 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
         if D.fused_scale
         else "unfused Conv1 + downscale2d: activation, then pool"
     )
+    up = "Conv0_up (fused)" if G.fused_scale else "upscale2d + Conv0"
     res, stage_res = nets.resolutions, nets.stage_resolution
     group = D.mbstd_group_size
     minibatch = ", ".join(f"{r}: {_minibatch(r, group)}" for r in res)
@@ -486,9 +489,11 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
     )
     if stage_res == G.resolution:
         sched = (
-            f"    fade_kimg: 0                 # imported at the final resolution (lod 0): no growing\n"
+            f"    fade_kimg: 0                 # imported at the final resolution (lod 0): "
+            f"no growing\n"
             f"    stable_kimg: 0\n"
-            f"    total_kimg: {FINETUNE_KIMG}              # fine-tuning length (progan-dsl's choice)\n"
+            f"    total_kimg: {FINETUNE_KIMG}              "
+            f"# fine-tuning length (progan-dsl's choice)\n"
         )
     else:
         later = [r for r in res if r > stage_res]
@@ -509,7 +514,8 @@ spec_version: 1
 name: {name}
 description: >
   NVIDIA's pretrained ProGAN networks from {source}: {G.resolution}x{G.resolution},
-  {G.num_channels} channels, latent {G.latent_size}, imported at stage {stage_res} (lod {nets.lod:g}).
+  {G.num_channels} channels, latent {G.latent_size}, imported at stage {stage_res} \
+(lod {nets.lod:g}).
 
 architecture:
   latent_size: {G.latent_size}
@@ -520,15 +526,18 @@ architecture:
 {_channels_yaml(nets, table=table)}\
   activation: {{kind: lrelu, slope: {paper.LRELU_SLOPE}}}   # official leaky_relu(alpha=0.2)
   equalized_lr: {str(G.use_wscale).lower()}                  # use_wscale
-  pixel_norm: {{enabled: {str(G.use_pixelnorm).lower()}, epsilon: {yaml_float(G.pixelnorm_epsilon)}, latent: {str(G.normalize_latents).lower()}}}   # use_pixelnorm, pixelnorm_epsilon, normalize_latents
+  pixel_norm: {{enabled: {str(G.use_pixelnorm).lower()}, \
+epsilon: {yaml_float(G.pixelnorm_epsilon)}, latent: {str(G.normalize_latents).lower()}}}\
+   # use_pixelnorm, pixelnorm_epsilon, normalize_latents
   fade_in: true
-  fused_scale: {str(nets.fused).lower()}                   # G fused_scale={G.fused_scale}, D fused_scale={D.fused_scale}
+  fused_scale: {str(nets.fused).lower()}                   # G fused_scale={G.fused_scale}, \
+D fused_scale={D.fused_scale}
 
   generator:
     first_block:                       # 4x4/Dense, 4x4/Conv
       - {{kind: project, gain: {G_DENSE_GAIN!r}{act}}}   # official dense gain sqrt(2)/4{act_note}
       - {{kind: conv, kernel: 3{act}}}
-    block:                             # {"Conv0_up (fused)" if G.fused_scale else "upscale2d + Conv0"}, Conv1
+    block:                             # {up}, Conv1
       - {{kind: upsample}}
       - {{kind: conv, kernel: 3{act}}}
       - {{kind: conv, kernel: 3{act}}}

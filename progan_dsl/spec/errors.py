@@ -12,7 +12,8 @@ from progan_dsl.errors import UserError
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
-    """`('architecture', 'generator', 'block', 0, 'kernel')` -> `architecture.generator.block[0].kernel`."""
+    """`('architecture', 'generator', 'block', 0, 'kernel')` ->
+    `architecture.generator.block[0].kernel`."""
     out = ""
     for part in loc:
         if isinstance(part, int) and not isinstance(part, bool):

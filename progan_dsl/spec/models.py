@@ -287,9 +287,10 @@ class WganGpLoss(Model):
         "full_resolution",
         description="Which gradient the penalty measures below the final resolution. "
         "'full_resolution' (official loss.py / train.py): the gradient with respect to the image "
-        "nearest-upscaled to the final resolution, as the official networks always run at full size; "
-        "its norm is the native norm divided by final/current resolution. 'native': the gradient "
-        "with respect to the image at the current resolution (target 1 at every resolution).",
+        "nearest-upscaled to the final resolution, as the official networks always run at full "
+        "size; its norm is the native norm divided by final/current resolution. 'native': the "
+        "gradient with respect to the image at the current resolution (target 1 at every "
+        "resolution).",
     )
 
 

@@ -133,6 +133,7 @@ def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
     loss = training.loss.model_dump(mode="json")
     every = training.evaluation.every_kimg
     every_eval = f"every {every:g} kimg and " if every else ""
+    ema = "decay " + format(training.ema.decay, "g") if training.ema.enabled else "off"
     lines = [
         f"spec        {spec.name} ({program.loaded.path}, sha256 {program.loaded.hash[:16]})",
         f"networks    G {program.params('G', final):,} / D {program.params('D', final):,} "
@@ -140,12 +141,12 @@ def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
         f"loss        {', '.join(f'{k}={v}' for k, v in loss.items())}",
         f"optimizer   adam lr={opt.lr:g} betas=({opt.beta1:g}, {opt.beta2:g}) eps={opt.eps:g}, "
         f"state {'reset' if opt.reset_per_phase else 'kept'} at each phase",
-        f"G EMA       {'decay ' + format(training.ema.decay, 'g') if training.ema.enabled else 'off'}",
+        f"G EMA       {ema}",
         f"precision   {training.precision} (bf16 autocast on CUDA only; CPU runs fp32); "
         f"device {device or 'cuda if available, else cpu'}",
-        f"intervals   tick {training.tick_kimg:g} kimg, checkpoint {training.snapshot.every_kimg:g} "
-        f"kimg (keep {training.snapshot.keep}), metrics {', '.join(training.evaluation.metrics)} "
-        f"{every_eval}at the end",
+        f"intervals   tick {training.tick_kimg:g} kimg, "
+        f"checkpoint {training.snapshot.every_kimg:g} kimg (keep {training.snapshot.keep}), "
+        f"metrics {', '.join(training.evaluation.metrics)} {every_eval}at the end",
         f"D steps     {training.d_repeats} per G step",
         "",
         format_schedule(schedule, training.d_repeats),

@@ -99,7 +99,8 @@ class Monitor:
         self.last_rows = rows
 
     def take_means(self) -> dict[str, float]:
-        """Means of the window since the last tick, by stat name (empty if none); starts a new one."""
+        """Means of the window since the last tick, by stat name (empty if none); starts a new
+        one."""
         if not self.rows:
             return {}
         mean = np.concatenate(self.rows).mean(axis=0)

@@ -135,7 +135,8 @@ class RunRecorder:
                     **extra,
                     "run": self.run.name,
                     "elapsed_s": monitor.elapsed,
-                    "tick_window": monitor.window(),  # stats of the unfinished tick: same log on resume
+                    # stats of the unfinished tick: same log on resume
+                    "tick_window": monitor.window(),
                 },
             ).save(self.run.checkpoints / checkpoint_name(trainer.images_shown))
             assert ckpt.path is not None

@@ -169,7 +169,8 @@ class Trainer:
         self.phase = phase
 
     def enter_phase(self, phase: Phase) -> None:
-        """Build the phase's modules, carrying weights (and the EMA copy) over from the last phase."""
+        """Build the phase's modules, carrying weights (and the EMA copy) over from the last
+        phase."""
         G, D = self.fresh("G", phase), self.fresh("D", phase)
         G_ema = copy.deepcopy(G)  # a new block's EMA starts at its initial weights
         if self.G is not None and self.D is not None and self.G_ema is not None:

@@ -26,11 +26,13 @@ flat = torch.full((1, 3, 8, 8), 2.5)
 assert torch.allclose(blur(flat), flat)  # a normalised low-pass keeps constants
 assert 'BlurLayer' in json_schema()['$defs']
 from progan_dsl.spec import SpecError, load_spec_text
-text = open('examples/custom_kind/spec.yaml').read().replace('taps: [1, 3, 3, 1]', 'tap: [1, 3, 3, 1]')
+text = open('examples/custom_kind/spec.yaml').read().replace(\
+'taps: [1, 3, 3, 1]', 'tap: [1, 3, 3, 1]')
 try:
     load_spec_text(text, 'blur.yaml')
 except SpecError as err:  # an outside kind's model names its keys like the built-in ones
-    assert "blur.yaml:23:22: architecture.discriminator.block[2].tap: unknown key 'tap' (did you mean 'taps'? allowed: name, kind, taps)" in str(err), err
+    assert "blur.yaml:23:22: architecture.discriminator.block[2].tap: unknown key 'tap' \
+(did you mean 'taps'? allowed: name, kind, taps)" in str(err), err
 else:
     raise AssertionError('tap accepted')
 print('ok')

@@ -330,7 +330,8 @@ def test_large_levels_are_checked_by_the_sampled_digest(
     with pytest.raises(UserError, match="its sha256 differs"):
         ImageDataset(ds, full_check=True)
     assert ImageDataset(ds).verify() == [
-        f"level_16x16.npy: sha256 {hashlib.sha256((ds / top['file']).read_bytes()).hexdigest()[:12]}"
+        f"level_16x16.npy: sha256 "
+        f"{hashlib.sha256((ds / top['file']).read_bytes()).hexdigest()[:12]}"
         f"... != manifest {top['sha256'][:12]}..."
     ]
 

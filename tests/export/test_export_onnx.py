@@ -181,7 +181,8 @@ for name in sys.argv[1:]:
     session = ort.InferenceSession(name, providers=["CPUExecutionProvider"])
     np.save(name + ".npy", session.run(["images"], {"z": z})[0])
     out[name] = dict(session.get_modelmeta().custom_metadata_map)["resolution"]
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "progan_dsl", "codegen", "onnx"))
+heavy = sorted(m for m in sys.modules \
+if m.split(".")[0] in ("torch", "progan_dsl", "codegen", "onnx"))
 print(json.dumps({"resolution": out, "heavy_modules": heavy}))
 """
 

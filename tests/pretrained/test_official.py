@@ -206,19 +206,19 @@ def test_lod_names_a_stable_stage_and_the_schedule_resumes_growth_there():
         (
             dict(label_size=10),
             None,
-            "G (network 'G', G_paper): label_size=10: a class-conditional network (G takes [latent, "
-            "labels] concatenated and pixel-normalised together, D outputs 1 + 10 scores: the "
-            "realness score and the auxiliary classifier's label logits). The spec language has no "
-            "conditioning, so it cannot be imported; that needs a label input on G (label_size, "
-            "concatenated to the latent before its pixel norm and the 4x4 dense layer) and label "
-            "outputs on D's last dense layer.",
+            "G (network 'G', G_paper): label_size=10: a class-conditional network (G takes "
+            "[latent, labels] concatenated and pixel-normalised together, D outputs 1 + 10 "
+            "scores: the realness score and the auxiliary classifier's label logits). The spec "
+            "language has no conditioning, so it cannot be imported; that needs a label input on "
+            "G (label_size, concatenated to the latent before its pixel norm and the 4x4 dense "
+            "layer) and label outputs on D's last dense layer.",
         ),
         (
             dict(use_batchnorm=True),
             None,
-            "G (network 'G', G_paper): static argument use_batchnorm=True: batch normalisation is not "
-            "in the spec language (and the official TensorFlow G_paper ignores this argument, so the "
-            "network would not run as it was trained); cannot import",
+            "G (network 'G', G_paper): static argument use_batchnorm=True: batch normalisation is "
+            "not in the spec language (and the official TensorFlow G_paper ignores this argument, "
+            "so the network would not run as it was trained); cannot import",
         ),
         (
             dict(tanh_at_end=1.0),
@@ -228,11 +228,11 @@ def test_lod_names_a_stable_stage_and_the_schedule_resumes_growth_there():
         (
             dict(use_gdrop=True),
             None,
-            "G (network 'G', G_paper): unknown static argument 'use_gdrop'=True (the official G_paper "
-            "takes: dtype, fmap_base, fmap_decay, fmap_max, fused_scale, is_template_graph, label_size, "
-            "latent_size, mbstd_group_size, normalize_latents, num_channels, pixelnorm_epsilon, "
-            "resolution, structure, tanh_at_end, use_batchnorm, use_leakyrelu, use_pixelnorm, "
-            "use_wscale); the pickle may come from modified code, "
+            "G (network 'G', G_paper): unknown static argument 'use_gdrop'=True (the official "
+            "G_paper takes: dtype, fmap_base, fmap_decay, fmap_max, fused_scale, "
+            "is_template_graph, label_size, latent_size, mbstd_group_size, normalize_latents, "
+            "num_channels, pixelnorm_epsilon, resolution, structure, tanh_at_end, use_batchnorm, "
+            "use_leakyrelu, use_pixelnorm, use_wscale); the pickle may come from modified code, "
             "cannot import",
         ),
         (dict(resolution=48), None, "static argument resolution=48: must be a power of two >= 4"),
@@ -320,8 +320,8 @@ def test_pickle_level_checks(write_pickle):
         (
             (base, base),
             {"lod": 0.5},
-            "lod 0.5: the networks were saved during a fade-in (between two resolutions); only whole "
-            "lods 0..2 (stable stages) can be imported. Released final networks have lod 0.",
+            "lod 0.5: the networks were saved during a fade-in (between two resolutions); only "
+            "whole lods 0..2 (stable stages) can be imported. Released final networks have lod 0.",
         ),
         (
             (base, base),

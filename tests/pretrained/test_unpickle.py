@@ -228,7 +228,8 @@ def _state(**changes: Any) -> dict[str, Any]:
         ),
         (
             (FakeNetwork(_state()), FakeNetwork(_state()), FakeNetwork(_state(version=1))),
-            "Gs (item 3 of the (G, D, Gs) tuple): network state version 1 is not supported (supported: 2)",
+            "Gs (item 3 of the (G, D, Gs) tuple): network state version 1 is not supported "
+            "(supported: 2)",
         ),
         (
             (FakeNetwork(_state(variables=[("lod", np.float32(0)), ("lod", np.float32(0))])),) * 3,

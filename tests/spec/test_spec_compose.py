@@ -52,7 +52,8 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path: Path) -> None:
             "child.yaml": (
                 "spec_version: 1\nextends: base.yaml\nname: child\n"
                 "architecture:\n  latent_size: 32\n"
-                "  generator:\n    block:\n      - {kind: upsample}\n      - {kind: conv, kernel: 5}\n"
+                "  generator:\n    block:\n      - {kind: upsample}\n"
+                "      - {kind: conv, kernel: 5}\n"
                 "training:\n  schedule:\n    minibatch: {16: 4}\n  loss: {kind: lsgan}\n"
             ),
         },

@@ -251,7 +251,8 @@ case(
 case(
     "even_kernel_from_rgb",
     "    block:\n      - {kind: conv}\n      - {kind: conv, out: lower}",
-    "    from_rgb: {kind: conv, ⟨kernel: 4}\n    block:\n      - {kind: conv}\n      - {kind: conv, out: lower}",
+    "    from_rgb: {kind: conv, ⟨kernel: 4}\n    block:\n      - {kind: conv}\n"
+    "      - {kind: conv, out: lower}",
     "kernel 4 is even",
 )
 
@@ -429,11 +430,12 @@ case(
 case(
     "dup_last_block",
     "{kind: minibatch_stddev, group_size: 4}\n      - {kind: conv}\n      - {kind: dense, out: 16}",
-    "{kind: minibatch_stddev, group_size: 4, name: dense0}\n      - {kind: conv}\n      - ⟨{kind: dense, out: 16}",
+    "{kind: minibatch_stddev, group_size: 4, name: dense0}\n      - {kind: conv}\n"
+    "      - ⟨{kind: dense, out: 16}",
     "duplicate layer name 'dense0'",
 )
 
-# ---- I. every cross-field rule in RULES -----------------------------------------------------------
+# ---- I. every cross-field rule in RULES ---------------------------------------------------------
 case(
     "base_shape_3",
     "  final_resolution: 16",
@@ -528,7 +530,8 @@ case(
 case(
     "mbstd_sizes_differ",
     "      - {kind: conv}\n      - {kind: conv, out: lower}",
-    "      - {kind: minibatch_stddev, ⟨group_size: 2}\n      - {kind: conv}\n      - {kind: conv, out: lower}",
+    "      - {kind: minibatch_stddev, ⟨group_size: 2}\n      - {kind: conv}\n"
+    "      - {kind: conv, out: lower}",
     "group_size 2 differs from the 4 of architecture.discriminator.last_block[0]",
 )
 case(
@@ -540,7 +543,8 @@ case(
 case(
     "from_rgb_out",
     "    block:\n      - {kind: conv}\n      - {kind: conv, out: lower}",
-    "    from_rgb: {kind: conv, ⟨out: lower}\n    block:\n      - {kind: conv}\n      - {kind: conv, out: lower}",
+    "    from_rgb: {kind: conv, ⟨out: lower}\n    block:\n      - {kind: conv}\n"
+    "      - {kind: conv, out: lower}",
     "from_rgb always outputs the block's channels",
 )
 case(

@@ -35,7 +35,8 @@ from progan_dsl.train.loop import TrainOptions, train
 
 def first_gradients(trainer):
     if trainer.images_shown == trainer.phase.minibatch and trainer.env.is_main:
-        grads = {f"{net}.{k}": p.grad.detach().clone() for net, m in (("G", trainer.G), ("D", trainer.D))
+        grads = {f"{net}.{k}": p.grad.detach().clone() \
+for net, m in (("G", trainer.G), ("D", trainer.D))
                  for k, p in m.named_parameters() if p.grad is not None}
         torch.save(grads, sys.argv[4])
 
