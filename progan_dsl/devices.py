@@ -7,14 +7,15 @@ use it); `torch_device` also checks that a requested GPU exists.
 Threads: torch's default (one per core, spinning OpenMP workers) collapses on a machine shared
 with other work: measured on 2 cores with one other busy process, training the tiny spec took
 103 s with 2 threads, 52 s with 2 passive threads and 26 s with 1. `default_threads` therefore
-takes the cores the load average leaves free (at least 1), and `PASSIVE_WAIT` is set for OpenMP
-before torch loads, so idle workers sleep instead of spinning.
+takes the cores that other work leaves free (measured over a quarter second, at least 1), and
+`PASSIVE_WAIT` is set for OpenMP before torch loads, so idle workers sleep instead of spinning.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from typing import TYPE_CHECKING
 
 from progan_dsl.errors import UserError
@@ -48,6 +49,7 @@ def torch_device(text: str | None = None) -> torch.device:
     return torch.device("cuda", index)
 
 
+BUSY_WINDOW_S = 0.25  # how long `busy_cores` watches the machine
 PASSIVE_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}  # set (unless the user set it) before torch loads
 
 
@@ -58,16 +60,41 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads(load: float | None = None, cores: int | None = None) -> int:
-    """CPU compute threads for a run: the cores the 1-minute load average leaves free, at least
-    one (all of them on an idle machine)."""
+def busy_cores(window: float = BUSY_WINDOW_S) -> float | None:
+    """How many cores other work keeps busy now: the machine's non-idle CPU time over a short
+    window (/proc/stat), in cores; None where /proc/stat is not there. Unlike the load average it
+    does not lag: the dataset creation that `make demo` runs just before training is not counted."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = total1 - total0
+    if ticks <= 0:
+        return 0.0
+    return (1.0 - (idle1 - idle0) / ticks) * (os.cpu_count() or 1)
+
+
+def default_threads(busy: float | None = None, cores: int | None = None) -> int:
+    """CPU compute threads for a run: the cores other work leaves free now (`busy_cores`, else
+    the 1-minute load average), at least one; all of them on an idle machine."""
     cores = usable_cores() if cores is None else cores
-    if load is None:
+    if busy is None:
+        busy = busy_cores()
+    if busy is None:
         try:
-            load = os.getloadavg()[0]
+            busy = os.getloadavg()[0]
         except OSError:
-            load = 0.0
-    return max(1, min(cores, cores - math.floor(load + 0.5)))
+            busy = 0.0
+    return max(1, min(cores, cores - math.floor(busy + 0.5)))
 
 
 def device_text(device: torch.device) -> str:
@@ -77,6 +104,7 @@ def device_text(device: torch.device) -> str:
 
 __all__ = [
     "PASSIVE_WAIT",
+    "busy_cores",
     "default_threads",
     "device_text",
     "parse_device",

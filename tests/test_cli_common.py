@@ -27,7 +27,7 @@ def test_device_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("load", "cores", "threads"),
+    ("busy", "cores", "threads"),
     [
         (0.0, 2, 2),
         (0.4, 2, 2),
@@ -38,8 +38,32 @@ def test_device_names() -> None:
         (0.0, 1, 1),
     ],
 )
-def test_threads_default_to_the_cores_the_load_leaves_free(load, cores, threads) -> None:
-    assert default_threads(load=load, cores=cores) == threads
+def test_threads_default_to_the_cores_other_work_leaves_free(busy, cores, threads) -> None:
+    assert default_threads(busy=busy, cores=cores) == threads
+
+
+def test_busy_cores_sees_a_spinning_process() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from progan_dsl.devices import busy_cores
+
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat here")
+    quiet = busy_cores(0.3)
+    assert quiet is not None
+    if quiet > (os.cpu_count() or 1) - 1:
+        pytest.skip("no idle core to watch the spinner on (other work fills the machine)")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        loaded = busy_cores(0.3)
+    finally:
+        spinner.kill()
+    assert loaded is not None
+    assert loaded >= quiet + 0.5  # one more core busy (other work on the machine aside)
 
 
 def test_argument_types_refuse_what_would_crash_later() -> None:
