@@ -2,11 +2,10 @@
 
 Every benchmark takes `--threads N` (`add_threads`). The default is
 `progan_dsl.devices.default_threads()`, what `progan-train` uses too: the cores other work leaves
-free (measured over a quarter second), at least one. On a shared machine the intra-op threads of
-one op wait for the slowest core: with torch's default of one thread per core on a 2-core
-machine whose other core was busy, the training benchmark ran up to 100x slower than with one
-thread (figures: docs/benchmarks.md). OpenMP waits passively (`PASSIVE_WAIT`, set by the
-package's `__init__` before torch loads, unless the environment already says otherwise).
+free (measured over a quarter second) minus one spare, at least one. On a shared machine the
+intra-op threads of one op wait for the slowest core: with torch's default of one thread per
+core on a 2-core machine whose other core was busy, the training benchmark ran up to 100x slower
+than with one thread (figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -73,10 +73,6 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    from progan_dsl.devices import PASSIVE_WAIT
-
-    for key, value in PASSIVE_WAIT.items():  # before torch loads; the user's setting wins
-        os.environ.setdefault(key, value)
     from progan_dsl.train.cli import main
 
     return _run(main, argv)

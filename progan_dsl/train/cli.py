@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
         "--threads",
         type=positive_int,
         metavar="N",
-        help="CPU compute threads (default: the cores other work leaves free, "
+        help="CPU compute threads (default: the cores other work leaves free minus one spare, "
         "at least 1; on a machine busy with other work fewer threads are much faster)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
