@@ -34,7 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import add_output, add_threads, apply_threads, machine, print_table, write_json
+from .common import (
+    add_budget,
+    add_output,
+    add_threads,
+    apply_threads,
+    machine,
+    print_table,
+    write_json,
+)
 
 BACKENDS = ("eager", "compile", "cudagraphs", "compile-cudagraphs", "aoti", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -88,13 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per row")
     p.add_argument("--min-iters", type=int, default=2, help="timed calls per row, at least")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        metavar="S",
-        help="start no row after S seconds (later rows are recorded as skipped)",
-    )
+    add_budget(p)
     add_threads(p)
     add_output(p, "inference")
     return p

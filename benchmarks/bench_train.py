@@ -34,7 +34,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .common import add_output, add_threads, apply_threads, machine, print_table, write_json
+from .common import (
+    add_budget,
+    add_output,
+    add_threads,
+    apply_threads,
+    machine,
+    print_table,
+    write_json,
+)
 
 SWITCHES = ("channels_last", "paired_critic", "compile")
 PATH_NAMES = ("plain", "fast", "fast-eager", *SWITCHES, "gradfix")
@@ -315,13 +323,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time the paths of a point round-robin (steadier on a shared CPU)",
     )
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        metavar="S",
-        help="start no row after S seconds (later rows are recorded as skipped)",
-    )
+    add_budget(p)
     add_threads(p)
     add_output(p, "train")
     return p

@@ -31,7 +31,18 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="torch intra-op threads (default: the cores the load average leaves free, at least 1)",
+        help="torch intra-op threads (default: the cores other work leaves free minus one, at "
+        "least 1)",
+    )
+
+
+def add_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start no row after S seconds (later rows are recorded as skipped)",
     )
 
 

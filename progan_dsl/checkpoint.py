@@ -268,7 +268,7 @@ class Checkpoint:
                 )
             return self.stage
         stage = program.stage(resolution, "stable")
-        wanted = _meta_state(program, "G", stage)
+        wanted = self._module_state("G", stage)
         missing = [name for name in wanted if name not in self.G_ema]
         if missing:
             more = " ..." if len(missing) > 3 else ""
@@ -289,6 +289,17 @@ class Checkpoint:
         G.load_state_dict({name: weights[name] for name in G.state_dict()})
         return G.eval().requires_grad_(False)
 
+    def _module_state(self, net: str, stage: Stage) -> StateDict:
+        """Names and shapes of the stage module's state (meta tensors), built once per module."""
+        key = (net, stage)
+        if key not in self._module_states:
+            self._module_states[key] = _meta_state(self.program(), net, stage)
+        return self._module_states[key]
+
+    @cached_property
+    def _module_states(self) -> dict[tuple[str, Stage], StateDict]:
+        return {}
+
     def check_weights(self) -> None:
         """Weights must fit the modules of their stage: same names, same shapes (one message)."""
         program = self.program()
@@ -302,7 +313,7 @@ class Checkpoint:
         for net, key, state in (("G", "G", self.G), ("G", "G_ema", self.G_ema), ("D", "D", self.D)):
             if state is None:
                 continue
-            wanted = _meta_state(program, net, self.stage)
+            wanted = self._module_state(net, self.stage)
             missing = sorted(set(wanted) - set(state))
             extra = sorted(set(state) - set(wanted))
             wrong = [

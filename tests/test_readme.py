@@ -109,8 +109,9 @@ def fenced_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-def prose(path: Path) -> str:
-    """The Markdown text outside fenced blocks and inline code spans."""
+def prose(path: Path, *, code_spans: bool = False) -> str:
+    """The Markdown text outside fenced blocks, without inline code spans unless `code_spans`
+    (headings may hold them)."""
     out, fence = [], None
     for line in path.read_text(encoding="utf-8").splitlines():
         match = _FENCE.match(line)
@@ -121,7 +122,7 @@ def prose(path: Path) -> str:
             if line.strip().startswith(fence):
                 fence = None
             continue
-        out.append(re.sub(r"`[^`]*`", "", line))
+        out.append(line if code_spans else re.sub(r"`[^`]*`", "", line))
     return "\n".join(out)
 
 
@@ -344,7 +345,7 @@ def slug(heading: str) -> str:
 def anchors(path: Path) -> set[str]:
     found: set[str] = set()
     counts: dict[str, int] = {}
-    for line in prose_with_code_spans(path).splitlines():
+    for line in prose(path, code_spans=True).splitlines():
         match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if match:
             base = slug(match.group(1))
@@ -352,22 +353,6 @@ def anchors(path: Path) -> set[str]:
             counts[base] = n + 1
             found.add(base if n == 0 else f"{base}-{n}")
     return found
-
-
-def prose_with_code_spans(path: Path) -> str:
-    """The Markdown outside fenced blocks (inline code kept: headings may hold it)."""
-    out, fence = [], None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _FENCE.match(line)
-        if fence is None and match:
-            fence = match.group(2)
-            continue
-        if fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-            continue
-        out.append(line)
-    return "\n".join(out)
 
 
 LINKED = [README, *DOCS]
