@@ -18,11 +18,17 @@ is for the device and processor it was built for: a CPU package uses this CPU's 
 instructions (metadata `AOTI_CPU_ISA`), a CUDA one this GPU's architecture. Building needs a C++
 compiler (g++ or clang++, or $CXX).
 
-Metadata: `progan_dsl.export.onnx_export.export_metadata` (spec name, hash and YAML, stage,
-resolution, height, width, channels, latent size, output range, precision, batch, ...) plus the
-caller's (images trained, checkpoint), stored in the package (`aot_inductor.metadata`) beside the
-compiler's own `AOTI_*` keys. Precision: fp32, or a bf16 / fp16 copy behind float32 input and
-output (the casts are in the graph, as in the ONNX export).
+Metadata: `progan_dsl.generate.meta.GeneratorMeta` (spec name, hash and YAML, stage,
+resolution, height, width, channels, latent size, output range, precision, batch, device, ...) plus
+the caller's notes (images trained, checkpoint), stored in the package (`aot_inductor.metadata`)
+beside the compiler's own `AOTI_*` keys.
+
+Precision: fp32, or a bf16 / fp16 copy behind float32 input and output (the casts are in the
+graph, as in the ONNX export).
+
+A package is compiled code: loading one runs it, like loading a shared library. Load only
+packages from a trusted source (`progan_dsl.generate.aoti_package.load_aoti` refuses archives
+whose member names would unpack outside their folder, but cannot make foreign code safe).
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from torch import Tensor, nn
 
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
-from progan_dsl.export.onnx_export import export_metadata
 from progan_dsl.fsutil import write_atomic_with
+from progan_dsl.generate.meta import GeneratorMeta
 from progan_dsl.ir import Stage
 
 SUFFIX = ".pt2"  # AOTInductor refuses package paths with any other suffix
@@ -128,9 +134,15 @@ def export_aoti(
             "AOTInductor compiles C++: no compiler found (install g++ or clang++, or set CXX)"
         )
     ep = exported_program(program, stage, G, precision=precision, device=device, batch=batch)
-    props = export_metadata(program, stage, precision=precision, batch=batch)
-    props.update(exporter=f"{EXPORTER} (torch {torch.__version__.split('+')[0]})", device=device)
-    props.update({key: str(value) for key, value in (metadata or {}).items()})
+    props = GeneratorMeta.of_program(
+        program,
+        stage,
+        precision=precision,
+        batch=batch,
+        exporter=f"{EXPORTER} (torch {torch.__version__.split('+')[0]})",
+        device=device,
+        extra=metadata,
+    ).to_props()
 
     def write(tmp: Path) -> None:
         torch._inductor.aoti_compile_and_package(
@@ -144,8 +156,8 @@ def export_aoti(
 
 def read_aoti_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a package (ours and the compiler's `AOTI_*` keys). Loads the package:
-    it must have been built for this machine's device (`progan_dsl.generate.sampler.load_aoti`)."""
-    from progan_dsl.generate.sampler import load_aoti
+    it must have been built for this machine's device (`progan_dsl.generate.aoti_package`)."""
+    from progan_dsl.generate.aoti_package import load_aoti
 
     return load_aoti(path)[1]
 

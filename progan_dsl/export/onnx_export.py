@@ -1,7 +1,7 @@
 """ONNX export of a stable-stage generator: one self-contained, checked, deterministic .onnx file.
 
-Owns `export_onnx` (the library call behind `progan-export`, also for training and benchmarks),
-the metadata written into the file, and `parameter_elements` (how the parameter count of an
+Owns `export_onnx` (the library call behind `progan-export`, also for training and benchmarks)
+and `parameter_elements` (how the parameter count of an
 exported file is measured).
 
 Exporter choice: `torch.onnx.export(..., dynamo=True)`. The TorchScript exporter (`dynamo=False`)
@@ -42,14 +42,13 @@ import progan_dsl
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_bytes_atomic
+from progan_dsl.generate.meta import LATENT_INPUT, OUTPUT_NAME, GeneratorMeta
 from progan_dsl.ir import Stage
 
 OPSET = 18  # opset of the exported graph; onnxruntime >= 1.14 and TensorRT 8.6+ run it
-INPUT_NAME = "z"
-OUTPUT_NAME = "images"
+INPUT_NAME = LATENT_INPUT
 PRECISIONS = ("fp32", "fp16")
 PROTOBUF_LIMIT = 2**31 - 1  # one .onnx file without external data must stay below 2 GiB
-OUTPUT_RANGE = "[-1, 1]"  # training images are scaled to [-1, 1] (official drange_net)
 _EXPORT_BATCH = 2  # example batch for a dynamic export (torch.export specialises sizes 0 and 1)
 
 
@@ -65,44 +64,18 @@ class _Float16Graph(nn.Module):
 
 
 def export_metadata(
-    program: Program, stage: Stage, *, precision: str, batch: str | int
-) -> dict[str, str]:
-    """The metadata_props every exported generator carries (strings, as ONNX requires)."""
-    arch = program.spec.architecture
-    height, width = arch.spatial(stage.resolution)
-    if arch.pixel_norm.latent:
-        eps = arch.pixel_norm.epsilon
-        latent_note = (
-            f"z ~ N(0, I), float32 [N, {arch.latent_size}]; the graph pixel-normalises z "
-            f"first (z / sqrt(mean(z^2) + {eps:g}), Section 4.2), so only its direction "
-            "matters"
-        )
-    else:
-        latent_note = f"z ~ N(0, I), float32 [N, {arch.latent_size}], used as given"
-    return {
-        "producer": f"progan-dsl {progan_dsl.__version__}",
-        "exporter": (
-            f"torch.onnx dynamo=True (torch {torch.__version__.split('+')[0]}), opset {OPSET}"
-        ),
-        "spec_name": program.spec.name,
-        "spec_hash": program.loaded.hash,
-        "stage": str(stage),
-        "resolution": str(stage.resolution),
-        "height": str(height),
-        "width": str(width),
-        "channels": str(arch.image_channels),
-        "latent_size": str(arch.latent_size),
-        "latent_normalization": latent_note,
-        "output": (
-            f"{OUTPUT_NAME}: float32 [N, {arch.image_channels}, {height}, {width}] (NCHW), "
-            f"nominal range {OUTPUT_RANGE}; to uint8: rint((x + 1) * 127.5) clipped to 0..255"
-        ),
-        "output_range": OUTPUT_RANGE,
-        "precision": precision,
-        "batch": str(batch),
-        "fused_scale": str(program.fused).lower(),
-        "spec_yaml": program.loaded.standalone_text(),
-    }
+    program: Program,
+    stage: Stage,
+    *,
+    precision: str,
+    batch: str | int,
+    extra: Mapping[str, object] | None = None,
+) -> GeneratorMeta:
+    """The metadata an exported ONNX generator carries (`GeneratorMeta`, written as strings)."""
+    exporter = f"torch.onnx dynamo=True (torch {torch.__version__.split('+')[0]}), opset {OPSET}"
+    return GeneratorMeta.of_program(
+        program, stage, precision=precision, batch=batch, exporter=exporter, extra=extra
+    )
 
 
 @contextlib.contextmanager
@@ -200,7 +173,7 @@ def export_onnx(
     """Export the stable-stage generator `G` of `program` to `out_path`; return the path.
 
     Input `z` float32 [N, latent_size], output `images` float32 [N, C, H, W] in nominal range
-    [-1, 1]; N is dynamic unless `batch` is an int. `metadata` adds to (or overrides) the
+    [-1, 1]; N is dynamic unless `batch` is an int. `metadata` adds notes to the
     metadata_props of `export_metadata`; callers put `images_trained` and the checkpoint there.
     `G` itself is not modified. The file passes `onnx.checker.check_model(full_check=True)` and
     is written atomically (temporary file, fsync, rename)."""
@@ -223,8 +196,9 @@ def export_onnx(
     latent_size = program.spec.architecture.latent_size
     proto = _export_proto(module, latent_size, fixed_batch, parameter_names, prefix)
 
-    props = export_metadata(program, stage, precision=precision, batch=batch)
-    props.update({key: str(value) for key, value in (metadata or {}).items()})
+    props = export_metadata(
+        program, stage, precision=precision, batch=batch, extra=metadata
+    ).to_props()
     proto.producer_name = "progan-dsl"
     proto.producer_version = progan_dsl.__version__
     proto.doc_string = (

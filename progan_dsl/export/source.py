@@ -22,18 +22,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from progan_dsl.codegen import class_name, emit_package
 from progan_dsl.codegen.render import render_template
 from progan_dsl.compiler import Program
-from progan_dsl.fsutil import plan_output_dir, staged_dir
+from progan_dsl.fsutil import plan_output_dir, staged_dir, translate_write_errors
 from progan_dsl.images import GUTTER, GUTTER_VALUE
 from progan_dsl.ir import Stage
 
 WEIGHTS_FILE = "G_ema.safetensors"
 OUTPUT_KIND = "progan-export --source"
+PARTIAL_REMOVED = "the partial folder was removed"
+
+
+def _write_file(tmp: Path, final: Path, data: bytes) -> None:
+    """`data` into the staged file `tmp`; a write error names `final`, the file the user asked
+    for, not the staging name."""
+    try:
+        tmp.write_bytes(data)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(final)) from err
 
 
 def package_name(program: Program) -> str:
@@ -53,7 +63,7 @@ def write_torch_source(
     """Write the folder described in the module docstring for stable stage `stage`; return it."""
     plan = plan_output_dir(folder, kind=OUTPUT_KIND, force=force)
     package = package_name(program)
-    with staged_dir(plan) as tmp:
+    with translate_write_errors(plan.path, PARTIAL_REMOVED), staged_dir(plan) as tmp:
         emit_package(program.graphs, tmp / package)
         weights = {name: t.detach().to("cpu").contiguous() for name, t in G.state_dict().items()}
         info = {
@@ -64,20 +74,20 @@ def write_torch_source(
             "package": package,
         }
         info.update({key: str(value) for key, value in (metadata or {}).items()})
-        save_file(weights, str(tmp / WEIGHTS_FILE), metadata=info)
-        (tmp / "spec.yaml").write_text(program.loaded.standalone_text())
-        (tmp / "generate.py").write_text(
-            render_template(
-                "generate.py.j2",
-                spec_name=program.spec.name,
-                stage=str(stage),
-                package=package,
-                class_name=class_name("G", stage),
-                latent_size=program.spec.architecture.latent_size,
-                weights=WEIGHTS_FILE,
-                gutter=GUTTER,
-                gutter_value=GUTTER_VALUE,
-            )
+        # serialised here and written by Python, so a full disk is an OSError naming the file
+        _write_file(tmp / WEIGHTS_FILE, plan.path / WEIGHTS_FILE, save(weights, metadata=info))
+        spec_text = program.loaded.standalone_text().encode()
+        _write_file(tmp / "spec.yaml", plan.path / "spec.yaml", spec_text)
+        script = render_template(
+            "generate.py.j2",
+            spec_name=program.spec.name,
+            stage=str(stage),
+            package=package,
+            class_name=class_name("G", stage),
+            latent_size=program.spec.architecture.latent_size,
+            weights=WEIGHTS_FILE,
+            gutter=GUTTER,
+            gutter_value=GUTTER_VALUE,
         )
-    out = plan.path
-    return out
+        _write_file(tmp / "generate.py", plan.path / "generate.py", script.encode())
+    return plan.path

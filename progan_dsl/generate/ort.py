@@ -1,7 +1,8 @@
 """onnxruntime for exported generators (.onnx files of progan-export): execution providers,
 sessions, GPU IO binding.
 
-Owns which execution providers a session gets and what is said when one is missing, and
+Owns which execution providers a session gets and what is said when one is missing, the check of
+a generator file's graph signature against its metadata (`check_signature`), and
 `OnnxGenerator`, which runs an exported generator file. Imports onnxruntime and numpy only.
 
 Provider order: TensorRT > CUDA > CPU, among `onnxruntime.get_available_providers()`.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,16 @@ import onnxruntime as ort
 
 from progan_dsl.devices import parse_device
 from progan_dsl.errors import UserError
+from progan_dsl.generate.meta import (
+    MAX_CHANNELS,
+    MAX_FIXED_BATCH,
+    MAX_LATENT_SIZE,
+    MAX_SIDE,
+    OUTPUT_NAME,
+    GeneratorMeta,
+    check_int,
+    is_generator_meta,
+)
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -137,12 +149,114 @@ def create_session(
     return session
 
 
+@dataclass(frozen=True)
+class Signature:
+    """What a generator file takes and gives, checked (`check_signature`)."""
+
+    input_name: str
+    input_dtype: type  # np.float32 or np.float16
+    output_name: str
+    latent_size: int
+    fixed_batch: int | None  # None: any batch size
+    image_shape: tuple[int, int, int]  # [C, H, W]
+
+
+_FLOATS = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def _dims(arg: ort.NodeArg) -> list[int | None]:
+    """A tensor's dims: ints where static, None where symbolic or unknown."""
+    shape = arg.shape if isinstance(arg.shape, list) else []
+    return [d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None for d in shape]
+
+
+def check_signature(
+    inputs: Sequence[ort.NodeArg],
+    outputs: Sequence[ort.NodeArg],
+    meta: GeneratorMeta | None,
+    source: str,
+) -> Signature:
+    """Check a generator file's graph before it runs: input `z` float [N, latent], output
+    `images` float [N, C, H, W], static dims agreeing with the metadata (when the file has
+    progan-export metadata) or, for a file without it, static and within the metadata bounds.
+    Raises a `UserError` naming the file and what was expected."""
+
+    def fail(what: str, expected: str) -> UserError:
+        return UserError(f"{source}: {what}; expected {expected} (not a generator file?)")
+
+    def described(arg: ort.NodeArg) -> str:
+        return f"'{arg.name}' {arg.type} {[d if d is not None else 'N' for d in _dims(arg)]}"
+
+    want_inputs = list(meta.inputs) if meta is not None else None
+    names = [arg.name for arg in inputs]
+    if (want_inputs is not None and names != want_inputs) or (
+        want_inputs is None and len(names) != 1
+    ):
+        expected = ", ".join(want_inputs) if want_inputs else "one input z"
+        raise fail(f"its inputs are {', '.join(names) or 'none'}", f"the inputs {expected}")
+    z = inputs[0]
+    dims = _dims(z)
+    if z.type not in _FLOATS or len(z.shape) != 2:
+        raise fail(f"input {described(z)}", f"float32 [N, {meta.latent_size if meta else 'L'}]")
+    batch, latent = dims
+    if latent is None:
+        raise fail(f"input {described(z)} has no fixed latent size", "a static latent size")
+    if meta is not None and latent != meta.latent_size:
+        raise fail(f"input {described(z)}", f"[N, {meta.latent_size}] (metadata latent_size)")
+    check_int(latent, 1, MAX_LATENT_SIZE, "the latent size", source)
+    if batch is not None:
+        check_int(batch, 1, MAX_FIXED_BATCH, "the fixed batch", source)
+    if meta is not None and batch != meta.batch:
+        want = "a dynamic batch" if meta.batch is None else f"batch {meta.batch}"
+        raise fail(f"input {described(z)}", f"{want} (metadata batch)")
+
+    if len(outputs) != 1:
+        raise fail(f"it has {len(outputs)} outputs", f"one output {OUTPUT_NAME}")
+    out = outputs[0]
+    if meta is not None and out.name != OUTPUT_NAME:
+        raise fail(f"its output is named '{out.name}'", f"'{OUTPUT_NAME}'")
+    out_dims = _dims(out)
+    if out.type not in _FLOATS or len(out_dims) != 4:
+        raise fail(f"output {described(out)}", "float32 images [N, C, H, W]")
+    if out_dims[0] is not None and out_dims[0] != batch:
+        raise fail(f"output {described(out)}", f"the input's batch {batch or 'N'} first")
+    if meta is not None:
+        for got, want, what in zip(out_dims[1:], meta.image_shape, ("channels", "height", "width")):
+            if got is not None and got != want:
+                raise fail(f"output {described(out)}", f"{meta.image_shape} ({what} {want})")
+        image_shape = meta.image_shape
+    else:
+        if any(d is None for d in out_dims[1:]):
+            raise fail(
+                f"output {described(out)} has free image dims and the file no progan-export "
+                "metadata",
+                "static [N, C, H, W]",
+            )
+        c, h, w = (int(d) for d in out_dims[1:])  # type: ignore[arg-type]
+        image_shape = (
+            check_int(c, 1, MAX_CHANNELS, "the image channels", source),
+            check_int(h, 1, MAX_SIDE, "the image height", source),
+            check_int(w, 1, MAX_SIDE, "the image width", source),
+        )
+    return Signature(
+        input_name=z.name,
+        input_dtype=_FLOATS[z.type],
+        output_name=out.name,
+        latent_size=latent,
+        fixed_batch=batch,
+        image_shape=image_shape,
+    )
+
+
 class OnnxGenerator:
     """An exported generator in an onnxruntime session.
 
-    `run(z)` returns host images; on a GPU it goes through `run_on_device`, whose IO binding
-    writes the images to device memory and copies them once. Input and output dtypes follow
-    the file (float32 for every progan-export file, fp16 ones included)."""
+    Its metadata (`meta`, a `GeneratorMeta`; None for a file without progan-export metadata) and
+    graph signature are checked before anything runs (`check_signature`), and every output is
+    checked against that signature. `run(z)` returns host images; on a GPU it goes through
+    `run_on_device`, whose IO binding writes the images to device memory and copies them once.
+    Input and output dtypes follow the file (float32 for every progan-export file, fp16 ones
+    included)."""
 
     def __init__(
         self,
@@ -152,20 +266,33 @@ class OnnxGenerator:
         provider: str = "auto",
         threads: int | None = None,
     ) -> None:
+        self.source = "<model>" if isinstance(model, bytes) else str(model)
         self.session = create_session(model, device=device, provider=provider, threads=threads)
         self.device_type, self.device_id = parse_device(device)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 2:
-            raise UserError(
-                "not a generator file: expected one input z [N, latent] and one output of images"
-            )
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        batch = inputs[0].shape[0]
-        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
-        self.latent_size = int(inputs[0].shape[1])
-        self.output_shape = list(outputs[0].shape)  # [N, C, H, W], N symbolic when dynamic
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.meta: GeneratorMeta | None = (
+            GeneratorMeta.from_props(self.metadata, source=self.source)
+            if is_generator_meta(self.metadata)
+            else None
+        )
+        self.signature = check_signature(
+            self.session.get_inputs(), self.session.get_outputs(), self.meta, self.source
+        )
+        self.input_name, self.output_name = self.signature.input_name, self.signature.output_name
+        self.input_dtype = self.signature.input_dtype
+        self.fixed_batch = self.signature.fixed_batch
+        self.latent_size = self.signature.latent_size
+        self.image_shape = self.signature.image_shape  # [C, H, W]
+
+    def check_output(self, images: np.ndarray, n: int) -> np.ndarray:
+        """`images` if they are [n, C, H, W] of the signature, else a `UserError`."""
+        want = (n, *self.image_shape)
+        if tuple(images.shape) != want:
+            raise UserError(
+                f"{self.source}: the generator returned {list(images.shape)} for {n} latents; "
+                f"expected {list(want)} (its graph does not compute what it declares)"
+            )
+        return images
 
     @property
     def providers(self) -> list[str]:
@@ -186,6 +313,8 @@ class OnnxGenerator:
     def run(self, z: np.ndarray) -> np.ndarray:
         """Images [N, C, H, W] as a float32 host array for latents z [N, latent_size]."""
         if self.on_gpu:
-            return np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
-        feed = {self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)}
-        return np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
+            images = np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
+        else:
+            feed = {self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)}
+            images = np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
+        return self.check_output(images, len(z))

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from progan_dsl.errors import UserError
+from progan_dsl.generate.aoti_package import check_archive, load_aoti, packaged_metadata
 from progan_dsl.generate.latents import latents
+from progan_dsl.generate.meta import GeneratorMeta
 
 if TYPE_CHECKING:  # imported when used: `--help` and onnx-only use need no torch
     from progan_dsl.generate.stable import StableGenerator
@@ -204,34 +206,43 @@ class TorchSampler(Sampler):
 
 
 class AotiSampler(Sampler):
-    """An AOTInductor `.pt2` package (`progan-export --aoti`), on the device it was built for."""
+    """An AOTInductor `.pt2` package (`progan-export --aoti`), on the device it was built for.
+
+    A package is compiled code that runs when it is loaded: open only trusted ones."""
 
     backend = "aoti"
 
     def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH) -> None:
         import torch
 
-        self.G, meta = load_aoti(path)
-        missing = [k for k in ("latent_size", "channels", "height", "width") if k not in meta]
-        if missing:
-            raise UserError(
-                f"{path}: not a progan-export package (no {', '.join(missing)} in its metadata)"
-            )
-        self.device = torch.device(meta.get("device", "cpu"))
-        self.latent_size, self.channels = int(meta["latent_size"]), int(meta["channels"])
-        self.height, self.width = int(meta["height"]), int(meta["width"])
-        self.resolution = int(meta.get("resolution", max(self.height, self.width)))
-        batch = meta.get("batch", "dynamic")
-        self.batch_size, self.fixed_batch = batch_size, None if batch == "dynamic" else int(batch)
-        self.metadata = meta
-        self.description = f"{path} (AOTInductor, {self.device.type}, {meta.get('precision')})"
+        path = Path(path)
+        if path.is_file():  # the metadata is checked before any of the package's code loads
+            check_archive(path)
+            packaged = packaged_metadata(path)
+            if packaged is not None:
+                GeneratorMeta.from_props(packaged, source=path)
+        self.G, self.metadata = load_aoti(path)
+        self.meta = GeneratorMeta.from_props(self.metadata, source=path)
+        self.device = torch.device(self.meta.device or "cpu")
+        self.latent_size, self.channels = self.meta.latent_size, self.meta.channels
+        self.height, self.width = self.meta.height, self.meta.width
+        self.resolution = self.meta.resolution
+        self.batch_size, self.fixed_batch = batch_size, self.meta.batch
+        self.description = f"{path} (AOTInductor, {self.device.type}, {self.meta.precision})"
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             images = self.G(torch.from_numpy(z).to(self.device))
-        return images.float().cpu().numpy()
+        out = images.float().cpu().numpy()
+        want = (len(z), *self.meta.image_shape)
+        if tuple(out.shape) != want:
+            raise UserError(
+                f"{self.description}: the package returned {list(out.shape)} for {len(z)} "
+                f"latents; expected {list(want)}"
+            )
+        return out
 
 
 class OnnxSampler(Sampler):
@@ -250,38 +261,17 @@ class OnnxSampler(Sampler):
         from progan_dsl.generate.ort import OnnxGenerator
 
         self.generator = OnnxGenerator(model, device=device or _default_device(), provider=provider)
-        meta = self.generator.metadata
-        _, channels, height, width = self.generator.output_shape
+        self.meta = self.generator.meta  # None: a generator file without progan-export metadata
         self.latent_size = self.generator.latent_size
-        self.channels = int(meta.get("channels", channels))
-        self.height = int(meta.get("height", height))
-        self.width = int(meta.get("width", width))
-        self.resolution = int(meta.get("resolution", max(self.height, self.width)))
+        self.channels, self.height, self.width = self.generator.image_shape
+        self.resolution = max(self.height, self.width)
         self.batch_size, self.fixed_batch = batch_size, self.generator.fixed_batch
-        self.metadata = meta
+        self.metadata = self.generator.metadata
         where = model if not isinstance(model, bytes) else "<in memory>"
         self.description = f"{where} ({' > '.join(self.generator.providers)})"
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         return self.generator.run(z)
-
-
-def load_aoti(path: str | Path) -> tuple[Any, dict[str, str]]:
-    """An AOTInductor package (`progan-export --aoti`) loaded: its callable and its metadata
-    (ours and the compiler's `AOTI_*` keys). It must have been built for this machine's device."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such AOTInductor package")
-    try:
-        loaded = torch._inductor.aoti_load_package(str(path))
-    except Exception as err:  # noqa: BLE001 - any failure to load is the file's or machine's
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise UserError(
-            f"{path}: cannot load this AOTInductor package here ({type(err).__name__}: {first})"
-        ) from None
-    return loaded, dict(loaded.get_metadata())
 
 
 def _default_device() -> str:

@@ -26,8 +26,28 @@ from progan_dsl.generate.ort import (
     choose_providers,
     provider_note,
 )
+from progan_dsl.generate.meta import GeneratorMeta
 from progan_dsl.generate.sampler import OnnxSampler, open_sampler
 from progan_dsl.images import image_grid, to_pil, to_uint8, write_png
+
+
+def reshape_meta(batch: int | str = "batch", **fields: object) -> GeneratorMeta:
+    """progan-export metadata describing `reshape_generator` (fields override)."""
+    values: dict = dict(
+        spec_name="reshape",
+        spec_hash="ab" * 32,
+        stage="2/stable",
+        resolution=2,
+        height=2,
+        width=2,
+        channels=3,
+        latent_size=12,
+        precision="fp32",
+        batch=batch if isinstance(batch, int) else None,
+        fused_scale=False,
+    )
+    values.update(fields)
+    return GeneratorMeta(**values)
 
 
 def reshape_generator(path: Path, batch: int | str = "batch", metadata: bool = True) -> Path:
@@ -41,7 +61,7 @@ def reshape_generator(path: Path, batch: int | str = "batch", metadata: bool = T
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     if metadata:
-        for key, value in {"resolution": "2", "height": "2", "width": "2", "channels": "3"}.items():
+        for key, value in reshape_meta(batch).to_props().items():
             model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
