@@ -43,9 +43,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="with --emit-source: replace an earlier emission in DIR (nothing else)",
+        help="with --emit-source or --render: replace an earlier emission or render in DIR "
+        "(nothing else)",
     )
-    p.add_argument("--render", metavar="DIR", help="draw the graphs with graphviz into DIR")
+    p.add_argument(
+        "--render",
+        metavar="DIR",
+        help="draw the graphs with graphviz into DIR (a new or empty folder)",
+    )
     p.add_argument(
         "--format", default="svg", choices=["svg", "png", "pdf", "dot"], help="--render format"
     )
@@ -134,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         from progan_dsl.render import render
 
-        files = render(program, args.render, fmt=args.format, stages=stages)
+        files = render(program, args.render, fmt=args.format, stages=stages, force=args.force)
         say(f"wrote {len(files)} files to {args.render}")
         did = True
     if not did and not args.quiet:  # --quiet: validate only (exit status 0 or 2)

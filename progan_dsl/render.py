@@ -15,6 +15,10 @@ package) -> svg/png/pdf (the graphviz `dot` program) -> an `index.html` that sho
 Node ids in the stage diagrams are the IR ids; colours and shapes come from each layer kind's
 `style` in the kind registry, so a new kind brings its own look. The DOT text is deterministic
 (topological node order, sorted edges, no timestamps): it is a golden file in the tests.
+
+The output folder follows the rule of every command (`fsutil.plan_output_dir`, kind
+`OUTPUT_KIND`): never into a folder holding anything but an earlier render, which only `force`
+replaces; the folder is published whole.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING
 import graphviz
 
 from progan_dsl.errors import UserError
+from progan_dsl.fsutil import plan_output_dir, staged_dir, translate_write_errors
 from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count, select_stages
 from progan_dsl.ir.describe import describe
 from progan_dsl.kinds import get_kind
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from progan_dsl.compiler import Program
 
 FORMATS = ("svg", "png", "pdf", "dot")
+OUTPUT_KIND = "progan-compile --render"  # the marker's kind: what `force` may replace
 NETS = ("G", "D")
 NET_TITLES = {"G": "Generator (G)", "D": "Discriminator (D)"}
 
@@ -371,43 +377,48 @@ def render(
     *,
     fmt: str = "svg",
     stages: str | int | Sequence[Stage] = "all",
+    force: bool = False,
 ) -> list[Path]:
-    """Write the stage diagrams, the overview sheet and `index.html` into `out_dir`.
+    """Write the stage diagrams, the overview sheet and `index.html` into the folder `out_dir`.
 
     `fmt`: svg, png, pdf (need the graphviz `dot` program) or dot (DOT text only). `stages`:
     'all', a resolution (its fade and stable phases) or a list of `Stage`. Every diagram's DOT
     source is written next to its image. Returns the files written: per diagram (the overview
     first, then the stages in training order) its .dot and its image, then index.html.
+
+    The folder follows the rule of every command (`fsutil.plan_output_dir`): a missing or empty
+    folder is written; a non-empty one only with `force`, and only when it holds an earlier
+    render (marker kind `OUTPUT_KIND`) and nothing else, which is then replaced whole. The
+    diagrams are drawn in a hidden sibling folder and published in one step (`staged_dir`), so
+    a failed or killed render leaves the folder as it was.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown render format {fmt!r} (choose one of: {', '.join(FORMATS)})")
     chosen = chosen_stages(program, stages)
     exe = dot_program() if fmt != "dot" else None  # fail before writing anything
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create render directory {out}: {err.strerror}") from err
+    plan = plan_output_dir(out_dir, kind=OUTPUT_KIND, force=force)
     entries = [("Overview: growth from the first to the final resolution", "overview")]
     entries += [(f"Stage {stage_title(program, s)}", stage_basename(s)) for s in chosen]
     sources = [overview_dot(program)] + [stage_dot(program, s) for s in chosen]
-    written: list[Path] = []
-    jobs: list[tuple[Path, Path]] = []
-    for (_, base), text in zip(entries, sources, strict=True):
-        src = out / f"{base}.dot"
-        src.write_text(text, encoding="utf-8")
-        written.append(src)
-        if exe is not None:
-            jobs.append((src, out / f"{base}.{fmt}"))
-            written.append(jobs[-1][1])
-    if exe is not None:
-        # one dot process per file, as many at a time as there are cores
-        workers = max(1, min(len(jobs), os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_dot, exe, src, dst, fmt) for src, dst in jobs]
-            for fut in futures:
-                fut.result()
-    index = out / "index.html"
-    index.write_text(_index_html(program, entries, fmt, out), encoding="utf-8")
-    written.append(index)
-    return written
+    names: list[str] = []
+    with translate_write_errors(plan.path, "the folder was left as it was"):
+        with staged_dir(plan) as tmp:
+            jobs: list[tuple[Path, Path]] = []
+            for (_, base), text in zip(entries, sources, strict=True):
+                (tmp / f"{base}.dot").write_text(text, encoding="utf-8")
+                names.append(f"{base}.dot")
+                if exe is not None:
+                    jobs.append((tmp / f"{base}.dot", tmp / f"{base}.{fmt}"))
+                    names.append(f"{base}.{fmt}")
+            if exe is not None:
+                # one dot process per file, as many at a time as there are cores
+                workers = max(1, min(len(jobs), os.cpu_count() or 1))
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [pool.submit(_run_dot, exe, src, dst, fmt) for src, dst in jobs]
+                    for fut in futures:
+                        fut.result()
+            (tmp / "index.html").write_text(
+                _index_html(program, entries, fmt, tmp), encoding="utf-8"
+            )
+            names.append("index.html")
+    return [plan.path / name for name in names]

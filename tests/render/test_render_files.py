@@ -1,8 +1,12 @@
 """`render()`: the files it writes, `index.html`, option errors, behaviour without the graphviz
-`dot` program (simulated with monkeypatch), and real SVG/PNG output (skipped without `dot`)."""
+`dot` program (simulated with monkeypatch), real SVG/PNG output (skipped without `dot`), and the
+output-folder rule every command follows (a folder holding anything but an earlier render is
+refused; `--force` replaces an earlier render whole; a failed render leaves the folder as
+it was)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -201,3 +205,107 @@ def test_1024_final_stage_png_is_readable_not_a_strip(tmp_path: Path) -> None:
     with Image.open(tmp_path / "overview.png") as im:
         w, h = im.size
     assert w < 4000 and h < 2000
+
+
+# ---- the output folder --------------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_folder_holding_other_files_is_refused_untouched(tiny: Program, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own notes")
+    (out / "index.html").write_text("<p>my own page</p>")
+    for force in (False, True):
+        with pytest.raises(UserError) as err:
+            render(tiny, out, fmt="dot", force=force)
+        assert str(err.value) == (
+            f"{out} is not empty and is not an earlier progan-compile --render output; refusing "
+            "to touch it: choose a new or empty folder (nothing was written)"
+        )
+    assert _tree(out) == {"index.html": b"<p>my own page</p>", "notes.txt": b"my own notes"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no staging folder left
+
+
+def test_another_commands_output_is_refused_even_with_force(tiny: Program, tmp_path: Path) -> None:
+    from progan_dsl.codegen import emit_package
+
+    out = tmp_path / "pkg"
+    emit_package(tiny.graphs, out)
+    before = _tree(out)
+    with pytest.raises(UserError, match=r"\(it holds progan-compile --emit-source output\)"):
+        render(tiny, out, fmt="dot", force=True)
+    assert _tree(out) == before
+
+
+def test_force_replaces_only_an_earlier_render_whole(tiny: Program, tmp_path: Path) -> None:
+    out = tmp_path / "render"
+    render(tiny, out, fmt="dot", stages=8)
+    first = _tree(out)
+    assert "stage_0008_fade.dot" in first
+    with pytest.raises(UserError) as err:
+        render(tiny, out, fmt="dot", stages=4)
+    assert str(err.value) == (
+        f"{out} holds an earlier progan-compile --render output; pass --force to replace it"
+    )
+    assert _tree(out) == first
+    written = render(tiny, out, fmt="dot", stages=4, force=True)
+    # the earlier render is replaced whole: its 8x8 diagrams are gone, the marker lists the rest
+    files = ["index.html", "overview.dot", "stage_0004_stable.dot"]
+    assert sorted(p.name for p in written) == files
+    marker = json.loads((out / ".progan-output.json").read_text())
+    assert marker["kind"] == "progan-compile --render"
+    assert marker["files"] == files
+    assert sorted(_tree(out)) == [".progan-output.json", *marker["files"]]
+    # a file added by hand to an earlier render is never deleted
+    (out / "mine.txt").write_text("x")
+    with pytest.raises(UserError, match=r"holds files that progan-compile --render did not write"):
+        render(tiny, out, fmt="dot", force=True)
+    assert (out / "mine.txt").read_text() == "x" and (out / "stage_0004_stable.dot").exists()
+
+
+def test_a_failed_render_leaves_the_earlier_one(
+    tiny: Program, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "render"
+    render(tiny, out, fmt="dot", stages=4)
+    before = _tree(out)
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name, *a, **k: "/usr/bin/dot")
+
+    def broken(exe: str, src: Path, dst: Path, fmt: str) -> None:
+        raise RuntimeError(f"dot failed on {src}")
+
+    monkeypatch.setattr(render_mod, "_run_dot", broken)
+    with pytest.raises(RuntimeError, match="dot failed"):
+        render(tiny, out, fmt="svg", force=True)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["render"]  # the staging folder is gone
+
+
+def test_cli_render_follows_the_folder_rule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from progan_dsl.cli import compile_main
+
+    out = tmp_path / "diagrams"
+    out.mkdir()
+    (out / "photo.jpg").write_bytes(b"\xff\xd8")
+    argv = [str(TINY), "--render", str(out), "--format", "dot", "--stage", "4"]
+    assert compile_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {out} is not empty and is not an earlier progan-compile --render output; "
+        "refusing to touch it: choose a new or empty folder (nothing was written)\n"
+    )
+    assert _tree(out) == {"photo.jpg": b"\xff\xd8"}
+    (out / "photo.jpg").unlink()
+    assert compile_main(argv) == 0
+    assert capsys.readouterr().out == f"wrote 3 files to {out}\n"
+    assert compile_main(argv) == 2
+    assert "pass --force to replace it" in capsys.readouterr().err
+    assert compile_main([*argv, "--force"]) == 0
