@@ -1,39 +1,84 @@
-"""`python -m benchmarks [compile loader metrics inference train ...] [-- extra args]`.
+"""`progan-bench [NAME ...] [-- ARGS]`: run the benchmarks (all by default), passing ARGS to each.
 
-`main(argv) -> int` is the entry point (a `progan-bench` console script can call it). Modules are
-imported relative to this package, so the folder also works installed under another name
-(`progan_dsl.benchmarks`).
+`main(argv) -> int` is the entry point of the `progan-bench` console script (and of
+`python -m benchmarks` from the repository root). It parses like every other progan command
+(`--help` with examples and no torch, `--version`, errors as one message with exit 2); what
+follows `--` goes to each benchmark's own parser (`progan-bench train -- --help`). Modules are
+imported relative to this package, so the folder also works installed as
+`progan_dsl.benchmarks`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
+
+from progan_dsl.cliutil import UserErrorParser, add_version, parser_for
+from progan_dsl.errors import UserError
 
 ALL = ["compile", "loader", "metrics", "inference", "train"]
-USAGE = "usage: python -m benchmarks [" + " ".join(ALL) + "] [-- ARGS passed to each]"
+PROG = "progan-bench"
+
+EXAMPLES = f"""benchmarks: {", ".join(ALL)}
+
+examples:
+  progan-bench                                   every benchmark with its defaults
+  progan-bench compile -- --json compile.json    one benchmark; what follows -- goes to it
+  progan-bench train -- --help                   the options of one benchmark
+  progan-bench loader metrics -- --quick         small workloads (a smoke run)
+  progan-bench inference -- --threads 1 --rows eager:fp32,onnxruntime:fp32
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-        return 0
-    names = argv or ALL
-    for name in names:
-        if name not in ALL:
-            print(f"unknown benchmark {name!r} (available: {', '.join(ALL)})", file=sys.stderr)
-            return 2
-    for name in names:
+def parser() -> UserErrorParser:
+    p = parser_for(
+        PROG,
+        "Run progan-dsl's benchmarks: print a table for each and write its results as JSON "
+        "(benchmarks/results/NAME.json unless the benchmark is given --json FILE or --no-write).",
+        EXAMPLES,
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run, in this order (default: all: {' '.join(ALL)})",
+    )
+    add_version(p)
+    return p
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(progan-bench's own arguments, the arguments after the first `--` for each benchmark)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(own)
+    unknown = [name for name in args.names if name not in ALL]
+    if unknown:
+        raise UserError(
+            f"{PROG}: unknown benchmark {unknown[0]!r} (available: {', '.join(ALL)}); "
+            "options for the benchmarks go after --"
+        )
+    for name in args.names or ALL:
         print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(f".bench_{name}", __package__ or "benchmarks")
-        module.run(extra)
+        try:
+            module.run(extra)
+        except SystemExit as stop:  # a benchmark's own check (`raise SystemExit("message")`)
+            if isinstance(stop.code, str):
+                raise UserError(stop.code) from None
+            raise
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from progan_dsl.cli import _run  # errors printed as by every command (exit 2)
+
+    sys.exit(_run(main, None))

@@ -3,18 +3,26 @@ of every stage (targets: 1024 spec under 0.3 s to load, under 2 s for all stages
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from .common import add_threads, apply_threads, median_time, print_table, write_json
+from .common import (
+    add_output,
+    add_threads,
+    apply_threads,
+    bench_parser,
+    median_time,
+    print_table,
+    save,
+)
 
 SPECS = ["specs/celebahq_1024.yaml", "specs/lsun_256.yaml", "specs/cifar10_32.yaml"]
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="bench_compile")
+    parser = bench_parser("compile", __doc__)
     parser.add_argument("specs", nargs="*", default=SPECS)
     add_threads(parser)
+    add_output(parser, "compile")
     args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
 
@@ -47,7 +55,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "compile": rows,
         "targets": {"load_validate_s": 0.3, "compile_generate_all_s": 2.0},
     }
-    write_json("compile", result)
+    save("compile", result, args)
     return result
 
 

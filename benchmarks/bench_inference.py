@@ -39,6 +39,7 @@ from .common import (
     add_output,
     add_threads,
     apply_threads,
+    bench_parser,
     machine,
     print_table,
     write_json,
@@ -64,7 +65,7 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench_inference", description=__doc__.splitlines()[0])
+    p = bench_parser("inference", __doc__.splitlines()[0])
     p.add_argument("--spec", help="spec file (default specs/celebahq_1024.yaml)")
     p.add_argument(
         "--resolution",

@@ -6,12 +6,11 @@ passes for each resolution, batch size, alpha (1.0 = stable phase, 0.5 = fade-in
 level R/2) and prefetch worker count. Reports the median of the timed passes after one warm-up
 pass; also how fast `create` ran. Writes `benchmarks/results/loader.json`.
 
-    python -m benchmarks.bench_loader [--quick] [--repeats 5] [--workers 0 2]
+    progan-bench loader -- [--quick] [--repeats 5] [--workers 0 2] [--json FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import platform
@@ -28,7 +27,7 @@ import torch
 from progan_dsl.data import CreateOptions, create_dataset
 from progan_dsl.data.loader import ImageLoader
 
-from .common import add_threads, apply_threads, print_table, write_json
+from .common import add_output, add_threads, apply_threads, bench_parser, print_table, save
 
 # resolution -> (images in the synthetic dataset, batch sizes to time)
 FULL = {32: (2000, (64, 256)), 256: (1000, (16, 32)), 1024: (300, (4, 32))}
@@ -79,17 +78,14 @@ def _time_epochs(
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_loader",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("loader", __doc__)
     parser.add_argument(
         "--quick", action="store_true", help="small datasets (results in loader_quick.json)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per case")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     add_threads(parser)
+    add_output(parser, "loader (loader_quick with --quick)")
     args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
     plan = QUICK if args.quick else FULL
@@ -146,7 +142,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "loader": rows,
         "create": creates,
     }
-    write_json("loader_quick" if args.quick else "loader", report)
+    save("loader_quick" if args.quick else "loader", report, args)
     return report
 
 

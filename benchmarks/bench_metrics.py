@@ -6,12 +6,11 @@ cost). SWD and MS-SSIM are timed without a warm-up (each call is seconds long); 
 after one warm-up batch (TorchScript optimises on its first calls). Reports the median over
 `--repeats`. Target on a 2-core CPU: SWD under 30 s. Writes `benchmarks/results/metrics.json`.
 
-    python -m benchmarks.bench_metrics [--quick] [--repeats 3] [--device cpu]
+    progan-bench metrics -- [--quick] [--repeats 3] [--device cpu] [--json FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,15 @@ from progan_dsl.metrics.msssim import ms_ssim_diversity
 from progan_dsl.metrics.swd import SWDResult, sliced_wasserstein
 from progan_dsl.metrics.synthetic import textures
 
-from .common import add_threads, apply_threads, median_time, print_table, write_json
+from .common import (
+    add_output,
+    add_threads,
+    apply_threads,
+    bench_parser,
+    median_time,
+    print_table,
+    save,
+)
 
 FULL = {"swd_images": 1000, "msssim_pairs": 1000, "fid_images": 64}
 QUICK = {"swd_images": 200, "msssim_pairs": 200, "fid_images": 16}
@@ -84,13 +91,12 @@ def _bench_features(num: int, device: str, repeats: int) -> dict[str, Any]:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_metrics", description=__doc__.split("\n\n")[0]
-    )
+    parser = bench_parser("metrics", __doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per workload (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_threads(parser)
+    add_output(parser, "metrics")
     args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
     sizes = QUICK if args.quick else FULL
@@ -113,7 +119,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "repeats": args.repeats,
         "results": rows,
     }
-    write_json("metrics", payload)
+    save("metrics", payload, args)
     return payload
 
 

@@ -39,6 +39,7 @@ from .common import (
     add_output,
     add_threads,
     apply_threads,
+    bench_parser,
     machine,
     print_table,
     write_json,
@@ -284,7 +285,7 @@ def projected_hours(schedule: Any, seconds_per_image: dict[int, float]) -> float
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench_train", description=__doc__.splitlines()[0])
+    p = bench_parser("train", __doc__.splitlines()[0])
     p.add_argument(
         "--spec",
         default=None,

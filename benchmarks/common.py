@@ -1,6 +1,8 @@
-"""Shared benchmark helpers: threads, timing, the machine's context, tables and JSON results.
+"""Shared benchmark helpers: parsing, threads, timing, the machine's context, tables, JSON results.
 
-Every benchmark takes `--threads N` (`add_threads`). The default is
+Every benchmark parses its options with `bench_parser(NAME)` (usage `progan-bench NAME -- ...`;
+a bad option is one error, exit 2) and takes `--json FILE` and `--no-write` (`add_output`,
+`save`) and `--threads N` (`add_threads`). The thread default is
 `progan_dsl.devices.default_threads()`, what `progan-train` uses too: the cores other work leaves
 free (measured over a quarter second) minus one spare, at least one. On a shared machine the
 intra-op threads of one op wait for the slowest core: with torch's default of one thread per
@@ -20,9 +22,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from progan_dsl.cliutil import UserErrorParser
 from progan_dsl.devices import default_threads
+from progan_dsl.errors import UserError
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bench_parser(name: str, description: str | None = None) -> UserErrorParser:
+    """A benchmark's own parser: its usage reads `progan-bench NAME -- [options]` (how its
+    options are passed) and a bad option is one error message with exit 2, as in every command."""
+    return UserErrorParser(
+        prog=f"progan-bench {name} --",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +62,7 @@ def add_budget(parser: argparse.ArgumentParser) -> None:
 
 
 def add_output(parser: argparse.ArgumentParser, name: str) -> None:
+    """`--json FILE` and `--no-write`, which every benchmark takes (`save` honours them)."""
     parser.add_argument(
         "--json",
         type=Path,
@@ -57,16 +73,23 @@ def add_output(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON results")
 
 
+def save(name: str, payload: dict[str, Any], args: argparse.Namespace) -> Path | None:
+    """Write the results as `--json` / `--no-write` (from `add_output`) say."""
+    if args.no_write:
+        return None
+    return write_json(name, payload, args.json)
+
+
 def apply_threads(requested: int | None) -> dict[str, Any]:
     """Set torch's intra-op threads; returns what was chosen and why, for the results."""
     import torch
 
     if requested is not None and requested < 1:
-        raise SystemExit(f"--threads must be at least 1, got {requested}")
+        raise UserError(f"--threads must be at least 1, got {requested}")
     load = os.getloadavg()[0]
     threads = requested if requested is not None else default_threads()
     torch.set_num_threads(threads)
-    how = "--threads" if requested is not None else "default (cores the load average leaves free)"
+    how = "--threads" if requested is not None else "default (cores other work leaves free)"
     return {
         "threads": threads,
         "chosen_by": how,

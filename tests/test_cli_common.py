@@ -1,5 +1,6 @@
 """What every CLI shares: device names, thread defaults, argument types, errors a user causes on
-the file system, and output piped into a reader that stops."""
+the file system, output piped into a reader that stops, and progan-bench parsing like the others
+(--version, --help without torch, one error message with exit 2, arguments after `--`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from progan_dsl.cli import _os_error_message
 from progan_dsl.cliutil import positive_float, positive_int, seed_int
 from progan_dsl.devices import default_threads, parse_device
 from progan_dsl.errors import UserError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY
 
 
 def test_device_names() -> None:
@@ -114,3 +115,74 @@ def test_output_into_head_ends_quietly(argv) -> None:
     )
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+# ---- progan-bench: a command like the others ----------------------------------------------------
+
+BENCH_IN_PROCESS = (
+    "import sys\n"
+    "from progan_dsl.cli import bench_main\n"
+    "try:\n"
+    "    code = bench_main(sys.argv[1:])\n"
+    "except SystemExit as stop:\n"
+    "    code = stop.code\n"
+    "print('torch loaded:', 'torch' in sys.modules)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BENCH_IN_PROCESS, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_bench_version_and_help_read_like_every_command() -> None:
+    import progan_dsl
+
+    done = _bench("--version")
+    assert done.returncode == 0
+    version = f"progan-bench (progan-dsl {progan_dsl.__version__})"
+    assert done.stdout == f"{version}\ntorch loaded: False\n"
+    done = _bench("--help")
+    assert done.returncode == 0 and done.stdout.startswith("usage: progan-bench [-h] [--version]")
+    assert "examples:\n  progan-bench " in done.stdout and "python -m" not in done.stdout
+    assert done.stdout.endswith("torch loaded: False\n")  # --help answers without torch
+
+
+def test_bench_bad_input_is_one_message_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from progan_dsl.cli import bench_main
+
+    assert bench_main(["nope"]) == 2
+    assert capsys.readouterr().err == (
+        "error: progan-bench: unknown benchmark 'nope' (available: compile, loader, metrics, "
+        "inference, train); options for the benchmarks go after --\n"
+    )
+    assert bench_main(["compile", "--", "--bogus"]) == 2
+    assert capsys.readouterr().err == (
+        "error: progan-bench compile --: unrecognized arguments: --bogus\n"
+    )
+    assert bench_main(["compile", "--", "--threads", "0", "--no-write"]) == 2
+    assert capsys.readouterr().err == "error: --threads must be at least 1, got 0\n"
+
+
+def test_bench_passes_what_follows_the_separator_to_the_benchmark(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from progan_dsl.cli import bench_main
+
+    out = tmp_path / "compile.json"
+    assert bench_main(["compile", "--", str(TINY), "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("\n=== compile ===\n") and printed.endswith(f"wrote {out}\n")
+    result = json.loads(out.read_text())
+    assert result["threads"]["threads"] == 1 and result["threads"]["chosen_by"] == "--threads"
+    assert [(row["spec"], row["stages"]) for row in result["compile"]] == [(str(TINY), 5)]
+    assert bench_main(["compile", "--", str(TINY), "--threads", "1", "--no-write"]) == 0
+    assert "wrote" not in capsys.readouterr().out
