@@ -1,7 +1,13 @@
 """`progan-generate`: draw images from a generator source; thin over `open_sampler`.
 
-Owns argument parsing and the printed summary: a PNG grid (`--out x.png`), one PNG per image
-(`--out DIR`), or a latent walk (`--interpolate STEPS --out x.gif|x.mp4|DIR`).
+Owns argument parsing, the layout of what is written and the printed summary: a PNG grid
+(`--out x.png`), one PNG per image (`--out DIR`), or a latent walk (`--interpolate STEPS --out
+x.gif|x.mp4|DIR`), several walks side by side in one animation with `--walks K`.
+
+Grids and animations are enlarged by an integer factor, nearest neighbour (`--upscale`; by
+default the smallest factor that shows each image at least `VIEW_SIDE` pixels on its longer
+side), so a 32x32 generator gives a viewable grid or GIF; PNG folders keep the generator's size
+unless `--upscale` is given.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from progan_dsl.cliutil import (
     add_common,
@@ -21,6 +28,9 @@ from progan_dsl.cliutil import (
 )
 from progan_dsl.errors import UserError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 EXAMPLES = """\
 examples:
   progan-generate --network celebahq.onnx --num 64 --seed 0 --out grid.png
@@ -28,6 +38,11 @@ examples:
   progan-generate --network runs/00003-celebahq/checkpoints/checkpoint-006000000.pt \\
       --resolution 256 --out grid256.png
   progan-generate --network celebahq.onnx --num 4 --interpolate 60 --out walk.gif
+  progan-generate --network runs/00000-mnist_32 --walks 16 --num 3 --interpolate 30 \
+      --upscale 4 --out walks.gif                         # a 4x4 grid of walks, 128 px cells
+
+A .pt2 package (progan-export --aoti) is compiled code that runs when it is loaded: use only
+packages from a trusted source, as you would a shared library.
 """
 
 DEFAULT_NUM = 64
@@ -35,6 +50,46 @@ DEFAULT_KEYS = 4  # key latents of an interpolation when --num is not given
 DEFAULT_FPS = 30.0
 GRID_SUFFIX = ".png"
 ANIMATION_SUFFIXES = (".gif", ".mp4")
+VIEW_SIDE = 256  # default --upscale: grid cells and frames at least this many pixels across
+MAX_UPSCALE = 64  # a 4x4 image shown 256 px across needs 64
+MAX_WALKS = 256  # a 16x16 grid of walks
+
+
+def upscale_factor(text: str) -> int | str:
+    """--upscale: 'auto' or an integer factor 1..MAX_UPSCALE."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer") from None
+    if not 1 <= value <= MAX_UPSCALE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 1 to {MAX_UPSCALE}")
+    return value
+
+
+def resolve_upscale(factor: int | str, kind: str, height: int, width: int) -> int:
+    """The integer factor for `--upscale` on an output of `kind`: 'auto' is the smallest factor
+    that shows an image `VIEW_SIDE` pixels across on its longer side (1 for PNG folders, which
+    keep the generator's size); the enlarged image must stay within `MAX_SIDE`."""
+    from progan_dsl.generate.meta import MAX_SIDE
+
+    if factor == "auto":
+        return 1 if kind == "folder" else max(1, -(-VIEW_SIDE // max(height, width)))
+    assert isinstance(factor, int)
+    if max(height, width) * factor > MAX_SIDE:
+        raise UserError(
+            f"--upscale {factor}: {height}x{width} images would be {height * factor}x"
+            f"{width * factor}, over {MAX_SIDE} pixels"
+        )
+    return factor
+
+
+def enlarge(images: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 [N, C, H, W] -> [N, C, H * factor, W * factor], nearest neighbour."""
+    if factor == 1:
+        return images
+    return images.repeat(factor, axis=2).repeat(factor, axis=3)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,7 +147,24 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_FPS,
         help=f"frames per second of .gif/.mp4 (default {DEFAULT_FPS:g})",
     )
-    p.add_argument("--cols", type=positive_int, help="grid columns (default ceil(sqrt(n)))")
+    p.add_argument(
+        "--walks",
+        type=positive_int,
+        default=1,
+        help=f"with --interpolate: this many walks side by side in one animation, each through "
+        f"its own key latents (at most {MAX_WALKS}; default 1)",
+    )
+    p.add_argument(
+        "--upscale",
+        type=upscale_factor,
+        default="auto",
+        metavar="N|auto",
+        help=f"enlarge images N times, nearest neighbour; auto (default): grids and animations "
+        f"show each image at least {VIEW_SIDE} px across, PNG folders keep the generator's size",
+    )
+    p.add_argument(
+        "--cols", type=positive_int, help="grid columns, of images or walks (default ceil(sqrt(n)))"
+    )
     p.add_argument(
         "--batch",
         type=positive_int,
@@ -132,6 +204,21 @@ def output_kind(out: Path, interpolate: bool) -> str:
     raise UserError(f"--out {out}: write a grid (.png) or a folder of PNGs (a path without suffix)")
 
 
+def walk_frames(frames: np.ndarray, factor: int, cols: int | None) -> np.ndarray:
+    """uint8 [walks, T, C, H, W] -> T frames [T, C, H', W']: each frame the grid of the walks at
+    that step (one walk: the frames themselves), enlarged `factor` times."""
+    import numpy as np
+
+    from progan_dsl.images import image_grid
+
+    walks, steps = frames.shape[:2]
+    if walks == 1:
+        return enlarge(frames[0], factor)
+    return np.stack(
+        [image_grid(enlarge(frames[:, t], factor), cols).transpose(2, 0, 1) for t in range(steps)]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import numpy as np
@@ -144,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     interpolating = args.interpolate is not None
     kind = output_kind(args.out, interpolating)
+    walks = args.walks
+    if walks > 1 and not interpolating:
+        raise UserError("--walks lays out several latent walks; it needs --interpolate STEPS")
+    if walks > MAX_WALKS:
+        raise UserError(f"--walks {walks}: at most {MAX_WALKS}")
     sampler = open_sampler(
         args.network,
         device=args.device,
@@ -158,20 +250,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(note)
     if args.seeds is not None:
         seeds = seed_list(args.seeds)
+        if len(seeds) % walks:
+            raise UserError(
+                f"--seeds gives {len(seeds)} seeds for {walks} walks; give a multiple of {walks} "
+                "(each walk takes as many key latents)"
+            )
         z = latents_for_seeds(seeds, sampler.latent_size)
         names = [f"seed{s:04d}" for s in seeds]
     else:
-        n = args.num or (DEFAULT_KEYS if interpolating else DEFAULT_NUM)
+        n = (args.num or (DEFAULT_KEYS if interpolating else DEFAULT_NUM)) * walks
         z = latents(n, sampler.latent_size, args.seed)
         names = [f"img{i:06d}" for i in range(n)]
-    if interpolating:
-        z = interpolate(z, args.interpolate, args.interpolation)
-        names = [f"frame{i:06d}" for i in range(len(z))]
+    if interpolating:  # walk i goes through key latents i * keys ... (i + 1) * keys - 1
+        z = np.concatenate(
+            [interpolate(keys, args.interpolate, args.interpolation) for keys in np.split(z, walks)]
+        )
+    factor = resolve_upscale(args.upscale, kind, sampler.height, sampler.width)
     images = np.concatenate(
         list(map(to_uint8, sampler.iter_sample(z)))
         or [np.zeros((0, sampler.channels, sampler.height, sampler.width), np.uint8)]
     )
+    if interpolating:
+        frames = images.reshape(walks, -1, *images.shape[1:])  # [walks, T, C, H, W]
+        images = walk_frames(frames, factor, args.cols)
+        names = [f"frame{i:06d}" for i in range(len(images))]
+    else:
+        images = enlarge(images, factor)
     what = f"{len(images)} {'frames' if interpolating else 'images'}"
+    if walks > 1:
+        what += f" of {walks} walks"
     if kind == "grid":
         path = write_png(args.out, image_grid(images, args.cols))
         done = f"wrote {path} ({what} in a grid)"
@@ -181,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         paths = media.write_image_folder(images, args.out, names, force=args.force)
         done = f"wrote {len(paths)} PNGs to {args.out}/"
+    if factor > 1:
+        done += f", enlarged {factor}x"
     if not args.quiet:
         print(
             f"{done}; {sampler.channels}x{sampler.height}x{sampler.width}, "

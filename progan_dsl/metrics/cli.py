@@ -1,7 +1,10 @@
 """`progan-metrics`: score generated images against a dataset (SWD, MS-SSIM, FID, KID).
 
 Owns the command line only: parse, read the real and generated images, call
-`progan_dsl.metrics.evaluation.evaluate`, print a table and write JSON. Generated images come from
+`progan_dsl.metrics.evaluation.evaluate` once per metric set (the `--metrics` given, or each
+`--preset`), print a table, write JSON and append the results to the log of the run the
+generator came from (`progan_dsl.metrics.runlog`). Progress goes to stderr
+(`progan_dsl.metrics.progress`) unless --quiet. Generated images come from
 `load_fake_images` (one function, so new generator sources plug in there) and real images from
 `load_real_images`. Errors the user can fix are `UserError`s, which `progan_dsl.cli` prints
 without a traceback (exit 2).
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,12 +31,18 @@ from progan_dsl.cliutil import (
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_text_atomic
 from progan_dsl.generate.sampler import DEFAULT_BATCH
+from progan_dsl.metrics.progress import bar, show_progress, step
 from progan_dsl.metrics.registry import (
     DEFAULT_PATCHES,
     METRIC_INFO,
     PATCH_SAMPLINGS,
+    PRESETS,
+    Preset,
+    preset_key,
     resolve_metric_names,
+    resolve_presets,
 )
+from progan_dsl.metrics.runlog import append_record, metrics_record, run_folder_of
 from progan_dsl.paper import MSSSIM_PAIRS as NUM_PAIRS
 
 if TYPE_CHECKING:
@@ -48,6 +58,11 @@ examples:
       --num 10000 --device cuda --json results/metrics.json
   progan-metrics --data data/mnist32 --network runs/00000-mnist_32 --metrics swd,msssim --num 2048
   progan-metrics --data data/mnist32 --network g.onnx --metrics swd
+  progan-metrics --data data/celebahq --network runs/00003-celebahq --preset fid50k_full \
+      --device cuda                     # also appended to runs/00003-celebahq/log.jsonl
+
+A .pt2 package (progan-export --aoti) is compiled code that runs when it is loaded: use only
+packages from a trusted source, as you would a shared library.
 """
 
 
@@ -58,11 +73,12 @@ def default_cache_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    metric_lines = "\n".join(f"  {m.name:<10}{m.description}" for m in METRIC_INFO.values())
+    metric_lines = "\n".join(f"  {m.name:<13}{m.description}" for m in METRIC_INFO.values())
+    preset_lines = "\n".join(f"  {p.name:<13}{p.describe()}" for p in PRESETS.values())
     parser = parser_for(
         "progan-metrics",
         "Score generated images against a dataset made by progan-dataset.",
-        f"metrics:\n{metric_lines}\n\n{_EXAMPLES}",
+        f"metrics:\n{metric_lines}\n\npresets:\n{preset_lines}\n\n{_EXAMPLES}",
     )
     parser.add_argument(
         "--data", type=Path, help="dataset directory (real images); needed by swd, fid, kid"
@@ -71,17 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--fake", type=Path, help="generated images: a folder of PNGs or a uint8 .npy"
     )
-    source.add_argument("--network", type=Path, metavar="PATH", help=NETWORK_HELP)
-    parser.add_argument(
+    source.add_argument(
+        "--network",
+        type=Path,
+        metavar="PATH",
+        help=f"{NETWORK_HELP}; a .pt2 runs code when loaded: trusted sources only",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--metrics",
-        default=DEFAULT_METRICS,
         help=f"comma-separated, see the list below (default {DEFAULT_METRICS})",
+    )
+    which.add_argument(
+        "--preset",
+        metavar="NAMES",
+        help="comma-separated presets (below): a metric with fixed image counts, e.g. "
+        "fid50k_full; results are named after the preset",
     )
     parser.add_argument(
         "--num",
         type=positive_int,
-        default=DEFAULT_NUM,
-        help=f"images per set, at most (default {DEFAULT_NUM})",
+        help=f"images per set, at most (default {DEFAULT_NUM}; a --preset fixes its own)",
     )
     parser.add_argument(
         "--pairs",
@@ -102,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset level to compare with (default: the generated images' size)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="do not append the results to the log.jsonl of the run folder --network names "
+        "(or holds the checkpoint)",
+    )
     add_device(parser)
     parser.add_argument(
         "--batch",
@@ -125,38 +157,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_fake_images(args: argparse.Namespace) -> torch.Tensor:
-    """The generated images to score, uint8 [N, C, H, W]: read from --fake, or drawn (seeded)
-    from the generator of --network."""
+@dataclass
+class Fakes:
+    """The generated images to score, and where they came from."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    images_trained: int | None  # of the generator, when it came from a checkpoint
+    checkpoint: Path | None
+
+
+def load_fake_images(args: argparse.Namespace, num: int) -> Fakes:
+    """At most `num` generated images to score, uint8 [N, C, H, W]: read from --fake, or drawn
+    (seeded) from the generator of --network."""
+    import numpy as np
     import torch
 
     from progan_dsl.metrics.images import load_image_source
 
     if args.fake is not None:
-        return load_image_source(args.fake, args.num)
-    from progan_dsl.generate.sampler import is_aoti, is_onnx, open_sampler
+        step(f"reading generated images from {args.fake}")
+        return Fakes(load_image_source(args.fake, num), None, None)
+    from progan_dsl.generate.sampler import TorchSampler, is_aoti, is_onnx, open_sampler
 
     exported = is_onnx(args.network) or is_aoti(args.network)  # one stage, no --resolution
     resolution = None if exported else args.resolution
     sampler = open_sampler(
         args.network, device=args.device, resolution=resolution, batch_size=args.batch
     )
-    return torch.from_numpy(sampler.sample_uint8(args.num, args.seed))
+    per_pass = sampler.fixed_batch or sampler.batch_size
+    sizes = (min(per_pass, num - start) for start in range(0, num, per_pass))
+    batches = bar(
+        sampler.iter_uint8(num, args.seed), total=num, desc="generating", unit="img", sizes=sizes
+    )
+    parts = list(batches)
+    shape = (0, sampler.channels, sampler.height, sampler.width)
+    images = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(shape, np.uint8))
+    if isinstance(sampler, TorchSampler):
+        return Fakes(images, sampler.generator.images_trained, sampler.generator.path)
+    return Fakes(images, None, None)
 
 
 def _fake_label(args: argparse.Namespace) -> str:
     return str(args.fake) if args.fake is not None else f"network {args.network}"
 
 
-def load_real_images(data: Path, resolution: int, num: int) -> torch.Tensor:
-    """Real images of one dataset level, uint8 [N, C, H, W]."""
+def load_real_images(data: Path, resolution: int, num: int | None) -> torch.Tensor:
+    """Real images of one dataset level, uint8 [N, C, H, W] (every image when `num` is None)."""
     from progan_dsl.metrics.images import read_real_images
 
+    step(f"reading {'all' if num is None else f'{num:,}'} real images of {data} ({resolution}px)")
     return read_real_images(data, resolution, num)
 
 
 def _check_args(args: argparse.Namespace) -> torch.device:
-    if args.num < 2:
+    if args.num is not None and args.num < 2:
         raise UserError(f"--num must be at least 2, got {args.num}")
     from progan_dsl.devices import torch_device
 
@@ -175,18 +229,47 @@ def _shape(images: torch.Tensor) -> str:
     return f"{n} images, {h}x{w}x{c}"
 
 
+@dataclass(frozen=True)
+class Job:
+    """One `evaluate` call: metrics and image counts (from --metrics and --num, or a preset)."""
+
+    names: list[str]
+    num_fake: int
+    num_real: int | None  # None: every real image
+    pairs: int
+    preset: Preset | None = None
+
+    def rename(self, results: dict[str, float]) -> dict[str, float]:
+        if self.preset is None:
+            return dict(results)
+        return {preset_key(self.preset, key): value for key, value in results.items()}
+
+
+def plan_jobs(args: argparse.Namespace) -> list[Job]:
+    if args.preset is None:
+        names = resolve_metric_names((args.metrics or DEFAULT_METRICS).split(","))
+        num = args.num or DEFAULT_NUM
+        return [Job(names, num, num, args.pairs)]
+    if args.num is not None:
+        raise UserError("--num: a --preset fixes its own image counts; drop --num")
+    return [
+        Job([p.metric], p.num_fake, p.num_real, p.pairs, p)
+        for p in resolve_presets(args.preset.split(","))
+    ]
+
+
 def _read_real(
-    args: argparse.Namespace, names: list[str], fake: torch.Tensor, resolution: int
+    args: argparse.Namespace, job: Job, fake: torch.Tensor, resolution: int
 ) -> torch.Tensor | None:
-    """The real images the metrics need (None for msssim alone), checked against the fakes."""
-    needing = [name for name in names if METRIC_INFO[name].needs_real]
+    """The real images a job needs (None for msssim alone), checked against the fakes."""
+    needing = [name for name in job.names if METRIC_INFO[name].needs_real]
     if not needing:
         return None
     if args.data is None:
         raise UserError(
             f"--data is required for {', '.join(needing)} (they compare with real images)"
         )
-    real = load_real_images(args.data, resolution, args.num)
+    real = load_real_images(args.data, resolution, job.num_real)
     if real.shape[1:] != fake.shape[1:]:
         raise UserError(
             f"real images are {'x'.join(map(str, real.shape[2:]))} with {real.shape[1]} "
@@ -196,62 +279,119 @@ def _read_real(
     return real
 
 
+def run_job(
+    args: argparse.Namespace, job: Job, fake: torch.Tensor, resolution: int, device: torch.device
+) -> tuple[dict[str, float], list[str], torch.Tensor | None]:
+    """One job's results (renamed after its preset), notes and the real images it used."""
+    from progan_dsl.metrics.evaluation import evaluate
+
+    if job.preset is not None and fake.shape[0] < job.num_fake:
+        raise UserError(
+            f"--preset {job.preset.name} scores {job.num_fake:,} generated images; "
+            f"{_fake_label(args)} has {fake.shape[0]:,}"
+        )
+    fake = fake[: job.num_fake]
+    real = _read_real(args, job, fake, resolution)
+    real_stats = None
+    if real is not None and _INCEPTION_METRICS & set(job.names) and not args.no_cache:
+        cache_dir = args.cache_dir or default_cache_dir()
+        from progan_dsl.metrics.fid import cached_real_stats
+
+        real_stats = cached_real_stats(
+            args.data, resolution, job.num_real, cache_dir, device=device, images=real
+        )
+    results = evaluate(
+        job.names,
+        real,
+        fake,
+        device=device,
+        seed=args.seed,
+        msssim_pairs=job.pairs,
+        swd_patches=args.swd_patches,
+        real_stats=real_stats,
+    )
+    return job.rename(results), results.notes, real
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = resolve_metric_names(args.metrics.split(","))
+    jobs = plan_jobs(args)
     device = _check_args(args)
+    with show_progress(not args.quiet):
+        return _main(args, jobs, device)
 
-    fake = load_fake_images(args)
+
+def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> int:
+    fakes = load_fake_images(args, max(job.num_fake for job in jobs))
+    fake = fakes.images
     resolution = args.resolution or max(fake.shape[-2:])  # the longer side, as progan-dataset
     if max(fake.shape[-2:]) != resolution:
         raise UserError(
             f"{_fake_label(args)}: generated images are {fake.shape[-2]}x{fake.shape[-1]}, "
             f"but the comparison resolution is {resolution}"
         )
-    real = _read_real(args, names, fake, resolution)
-    real_stats = None
-    if real is not None and _INCEPTION_METRICS & set(names) and not args.no_cache:
-        cache_dir = args.cache_dir or default_cache_dir()
-        from progan_dsl.metrics.fid import cached_real_stats
+    results: dict[str, float] = {}
+    notes: list[str] = []
+    done: list[tuple[Job, dict[str, float], torch.Tensor | None]] = []
+    for job in jobs:
+        values, job_notes, real = run_job(args, job, fake, resolution, device)
+        results.update(values)
+        notes += [note for note in job_notes if note not in notes]
+        done.append((job, values, real))
 
-        real_stats = cached_real_stats(
-            args.data, resolution, args.num, cache_dir, device=device, images=real
-        )
-
-    from progan_dsl.metrics.evaluation import evaluate
-
-    results = evaluate(
-        names,
-        real,
-        fake,
-        device=device,
-        seed=args.seed,
-        msssim_pairs=args.pairs,
-        swd_patches=args.swd_patches,
-        real_stats=real_stats,
-    )
-
-    real_note = "none" if real is None else f"{args.data}: {_shape(real)}"
+    last_real = done[-1][2]
     if not args.quiet:
+        real_note = "none" if last_real is None else f"{args.data}: {_shape(last_real)}"
         print(f"real: {real_note}\nfake: {_fake_label(args)}: {_shape(fake)}")
         print(format_table(results))
-        for note in results.notes:
+        for note in notes:
             print(f"note: {note}")
     if args.json is not None:
         report = {
             "metrics": results,
             "resolution": resolution,
-            "num_real": None if real is None else real.shape[0],
-            "num_fake": fake.shape[0],
+            "num_real": None if last_real is None else last_real.shape[0],
+            "num_fake": min(fake.shape[0], max(job.num_fake for job in jobs)),
             "data": None if args.data is None else str(args.data),
             "fake": _fake_label(args),
             "seed": args.seed,
-            "msssim_pairs": args.pairs if "msssim" in names else None,
-            "swd_patches": args.swd_patches if {"swd", "swd_floor"} & set(names) else None,
-            "notes": results.notes,
+            "msssim_pairs": args.pairs if any("msssim" in j.names for j in jobs) else None,
+            "swd_patches": args.swd_patches
+            if any({"swd", "swd_floor"} & set(j.names) for j in jobs)
+            else None,
+            "presets": None
+            if jobs[0].preset is None
+            else {
+                job.preset.name: {"num_fake": job.num_fake, "num_real": _count(real)}
+                for job, _, real in done
+                if job.preset is not None
+            },
+            "notes": notes,
             "device": str(device),
         }
+        if jobs[0].preset is not None:
+            report["msssim_pairs"] = next((j.pairs for j in jobs if "msssim" in j.names), None)
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         if not args.quiet:
             print(f"wrote {args.json}")
+    run = None if args.network is None or args.no_log else run_folder_of(args.network)
+    if run is not None and fakes.images_trained is not None:
+        for job, values, real in done:
+            record = metrics_record(
+                values,
+                images_shown=fakes.images_trained,
+                resolution=resolution,
+                checkpoint=fakes.checkpoint.name if fakes.checkpoint else None,
+                preset=job.preset.name if job.preset else None,
+                num_fake=min(fake.shape[0], job.num_fake),
+                num_real=_count(real),
+                seed=args.seed,
+            )
+            path = append_record(run, record)
+        if not args.quiet:
+            print(f"appended to {path}")
     return 0
+
+
+def _count(real: torch.Tensor | None) -> int | None:
+    return None if real is None else int(real.shape[0])

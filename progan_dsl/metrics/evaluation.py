@@ -59,13 +59,15 @@ class EvalContext:
     def real_features(self, metric: str) -> FeatureStats:
         if self.real_stats is None:
             self.real_stats = FeatureStats.from_images(
-                self.require_real(metric), device=self.device
+                self.require_real(metric), device=self.device, desc="Inception features, real"
             )
         return self.real_stats
 
     def fake_features(self) -> FeatureStats:
         if self.fake_stats is None:
-            self.fake_stats = FeatureStats.from_images(self.fake, device=self.device)
+            self.fake_stats = FeatureStats.from_images(
+                self.fake, device=self.device, desc="Inception features, generated"
+            )
         return self.fake_stats
 
 

@@ -24,6 +24,7 @@ from progan_dsl.data.manifest import MANIFEST_NAME, read_manifest
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.images import read_real_images
 from progan_dsl.metrics.inception import FEATURE_EXTRACTOR, inception_features
+from progan_dsl.metrics.progress import bar, step
 
 # KID defaults of Binkowski et al. 2018 (and the StyleGAN2-ADA implementation): 100 subsets of
 # 1000 images each, the subset size capped to the smaller set.
@@ -50,9 +51,13 @@ class FeatureStats:
 
     @classmethod
     def from_images(
-        cls, images: torch.Tensor, *, device: str | torch.device = "cpu"
+        cls,
+        images: torch.Tensor,
+        *,
+        device: str | torch.device = "cpu",
+        desc: str = "Inception features",
     ) -> FeatureStats:
-        return cls.from_features(inception_features(images, device=device))
+        return cls.from_features(inception_features(images, device=device, desc=desc))
 
     def save(self, path: Path) -> None:
         """Write to `path` (.npz) atomically: a crash never leaves a truncated cache file."""
@@ -137,6 +142,7 @@ def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
     """FID of two feature sets; the trace term comes from whichever decomposition is cheaper:
     [n1, n2] singular values (n1 n2 min(n1, n2) work) or [D, D] eigendecompositions (D^3)."""
     n1, n2 = real.features.shape[0], fake.features.shape[0]
+    step(f"FID of {n1:,} real and {n2:,} generated images (matrix square root)")
     if n1 * n2 * min(n1, n2) < real.sigma.shape[0] ** 3:
         tr_sqrt = trace_sqrt_product_of_features(real.features, fake.features)
     else:
@@ -183,7 +189,7 @@ def kernel_inception_distance(
         return mmd2_unbiased(fake, real)
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
-    for _ in range(num_subsets):
+    for _ in bar(range(num_subsets), total=num_subsets, desc=f"KID subsets of {m}", unit="subset"):
         fake_idx = torch.randperm(fake.shape[0], generator=generator)[:m].to(device)
         real_idx = torch.randperm(real.shape[0], generator=generator)[:m].to(device)
         total += mmd2_unbiased(fake[fake_idx], real[real_idx])
@@ -227,6 +233,6 @@ def cached_real_stats(
         return FeatureStats.load(path)
     if images is None:
         images = read_real_images(dataset_dir, resolution, num)
-    stats = FeatureStats.from_images(images, device=device)
+    stats = FeatureStats.from_images(images, device=device, desc="Inception features, real")
     stats.save(path)
     return stats

