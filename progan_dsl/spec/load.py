@@ -10,7 +10,8 @@ The models themselves name the allowed keys of an unknown one (`SpecModel`, kind
 `extends: base.yaml` (a path relative to the extending file) merges a base spec under this one:
 mappings merge key by key, anything else (lists, numbers, strings) is replaced, and a mapping
 whose `kind` differs from the base's (a loss, say) replaces the base's mapping as a whole. Each
-file states its own `spec_version`. Errors point into the file that wrote the offending key.
+file states its own `spec_version`, and its own `description` (`NOT_INHERITED`: a derived spec
+without one has none). Errors point into the file that wrote the offending key.
 
 `--set KEY.PATH=VALUE` (`overrides=[...]`) sets one key after `extends` is resolved. VALUE is a
 YAML scalar or flow value (`10`, `lsgan`, `[4, 8]`, `{kind: lsgan}`); KEY.PATH is dotted, with
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import hashlib
 import json
 import re
@@ -31,12 +33,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.reader import Reader
 
+from progan_dsl.fsutil import NotRegularFileError, read_regular
 from progan_dsl.spec.errors import Issue, SpecError, format_loc
 from progan_dsl.spec.models import SPEC_VERSION, Spec
-from progan_dsl.spec.source import Mark, SourceDoc, parse_value, parse_yaml
+from progan_dsl.spec.partial import rule_problems
+from progan_dsl.spec.source import (
+    MAX_SPEC_BYTES,
+    Mark,
+    SourceDoc,
+    dump_yaml,
+    parse_value,
+    parse_yaml,
+)
 
 # Old spec versions are upgraded step by step: UPGRADES[v] turns version v data into v + 1.
 UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -44,6 +55,9 @@ UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {}
 EXTENDS = "extends"  # the key that names a base spec; a loading directive, not a spec field
 # Longest chain of `extends`: a base of a base of ... A real project layers two or three specs.
 MAX_EXTENDS = 8
+# Keys that say what one file is: a spec that extends another writes its own (else the default,
+# empty) and never silently carries its base's, which describes another run.
+NOT_INHERITED = ("description",)
 
 
 @dataclass(frozen=True)
@@ -79,8 +93,7 @@ class LoadedSpec:
         lines = [f"# Spec '{self.spec.name}' (sha256 {self.hash}), standalone: made from"]
         lines += [f"#   {path}" for path in (*reversed(self.bases), self.path)]
         lines += [f"#   --set {arg}" for arg in self.overrides]
-        body = yaml.safe_dump(self.doc.data, sort_keys=False, allow_unicode=True)
-        return "\n".join(lines) + "\n" + body
+        return "\n".join(lines) + "\n" + dump_yaml(self.doc.data)
 
     def resolved_yaml(self) -> str:
         """The validated spec with every default written out, as YAML; it loads back to the
@@ -90,7 +103,7 @@ class LoadedSpec:
         arch["generator"]["to_rgb"].pop("out", None)  # fixed by the spec rule: not written in specs
         arch["discriminator"]["from_rgb"].pop("out", None)
         head = f"# Spec '{self.spec.name}' with every default filled in (sha256 {self.hash}).\n"
-        return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        return head + dump_yaml(data)
 
 
 def _plain(value: Any) -> Any:
@@ -132,8 +145,11 @@ def load_spec_text(
     try:
         spec = Spec.model_validate(doc.data)
     except ValidationError as err:
-        issues = _issues(doc, err.errors())
-        raise SpecError(issues) from None
+        # the rules whose inputs are valid report now, with the field errors, not in a 2nd pass
+        rules = [
+            {"type": "spec_rule", "loc": loc, "msg": msg} for loc, msg in rule_problems(doc.data)
+        ]
+        raise SpecError(_issues(doc, [*err.errors(), *rules])) from None
     return LoadedSpec(
         spec=spec, doc=doc, hash=spec_hash(spec), bases=bases, overrides=tuple(overrides)
     )
@@ -143,20 +159,37 @@ def load_spec_text(
 
 
 def _read(path: Path, cited: Mark | None, target: str = "") -> bytes:
-    """The bytes of a spec file. `cited`: the `extends` key that named it as `target` (errors
-    go there)."""
+    """The bytes of a spec file: a regular file of at most `MAX_SPEC_BYTES` (a device such as
+    /dev/zero, a named pipe or a folder is refused before it is opened, so nothing blocks or
+    fills memory). `cited`: the `extends` key that named it as `target` (errors go there)."""
     where = cited or Mark(str(path), 1, 1)
     what = f"extends {target!r}: " if cited else ""
     loc = (EXTENDS,) if cited else ()
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_SPEC_BYTES)
+    except ValueError:  # os.stat refuses a path with a NUL character
+        msg = f"{what}the path holds a NUL character"
     except FileNotFoundError:
-        msg = f"{what}no such file" + (f" (looked for {path.resolve()})" if cited else "")
-    except IsADirectoryError:
-        msg = f"{what}is a directory, not a spec file"
+        msg = f"{what}no such file" + (f" (looked for {_resolve(path)})" if cited else "")
+    except NotRegularFileError as err:
+        msg = f"{what}{err.strerror}: a spec is a YAML file"
     except OSError as err:
-        msg = f"{what}cannot read: {err.strerror}"
+        if err.errno == errno.ELOOP:
+            msg = f"{what}a loop of symbolic links (too many levels)"
+        elif err.errno == errno.EFBIG:
+            msg = f"{what}{err.strerror} (a spec is a page of YAML)"
+        else:
+            msg = f"{what}cannot read: {err.strerror}"
     raise SpecError([Issue(where.path, where.line, where.col, loc, msg)]) from None
+
+
+def _resolve(path: Path) -> Path:
+    """The absolute path without symbolic links, as far as they resolve (a loop or a broken
+    link is left as written: reading the file reports it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return path.absolute()
 
 
 def _folder(path: str) -> Path:
@@ -164,7 +197,7 @@ def _folder(path: str) -> Path:
 
 
 def _resolved_file(path: str) -> Path | None:
-    return None if path.startswith("<") else Path(path).resolve()
+    return None if path.startswith("<") else _resolve(Path(path))
 
 
 def _extend(
@@ -184,8 +217,10 @@ def _extend(
             f"extends names the base spec file (a path string "
             f"relative to this file), got {target!r}",
         )
+    if "\x00" in target:
+        raise _error(cited, (EXTENDS,), f"extends {target!r}: the path holds a NUL character")
     base_path = folder / target
-    resolved = base_path.resolve()
+    resolved = _resolve(base_path)
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(resolved) :], resolved))
         raise _error(cited, (EXTENDS,), f"extends cycle: {cycle}")
@@ -203,8 +238,11 @@ def _extend(
 
 
 def _merge_docs(base: SourceDoc, child: SourceDoc) -> SourceDoc:
-    marks = dict(base.marks)
-    data = _merge(base.data, child.data, (), marks)
+    """`child` over `base`, less the keys a file writes for itself (`NOT_INHERITED`)."""
+    own = {(key,) for key in NOT_INHERITED}
+    marks = {loc: mark for loc, mark in base.marks.items() if loc[:1] not in own}
+    base_data = {k: v for k, v in base.data.items() if k not in NOT_INHERITED}
+    data = _merge(base_data, child.data, (), marks)
     marks.update(child.marks)
     return SourceDoc(data=data, path=child.path, text=child.text, marks=marks)
 
@@ -259,6 +297,7 @@ def _error(mark: Mark, loc: tuple[Any, ...], msg: str) -> SpecError:
 
 # ---- --set overrides --------------------------------------------------------------------------
 
+NON_PRINTABLE = Reader.NON_PRINTABLE  # characters a YAML stream may not hold
 _KEY_PART = re.compile(r"\[(\d+)\]|([A-Za-z_][A-Za-z0-9_]*|\d+)")
 SET_USAGE = "expected KEY.PATH=VALUE, e.g. --set training.schedule.total_kimg=10"
 
@@ -286,12 +325,39 @@ def parse_key_path(key: str, source: str) -> tuple[Any, ...]:
     return tuple(parts)
 
 
+# Characters a YAML reader takes as line breaks: an argument holding one would not stay on the
+# one comment line that records it in the stored spec (standalone_text), and would break it.
+_LINE_BREAKS = "\n\r\x85\u2028\u2029"
+
+
+def _check_one_line(arg: str) -> None:
+    """Refuse a `--set` argument that the stored spec could not record on one comment line: a
+    line break or a character YAML does not allow in a file (control characters)."""
+    bad = next((c for c in arg if c in _LINE_BREAKS or NON_PRINTABLE.match(c)), None)
+    if bad is None:
+        return
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in arg)
+    if bad in _LINE_BREAKS:
+        msg = (
+            f"holds a line break (U+{ord(bad):04X}); an argument is one line: write a list or "
+            "mapping in flow style ([4, 8], {kind: lsgan}) and a line break inside a string as "
+            '\\n in double quotes ("a\\nb")'
+        )
+    else:
+        msg = (
+            f"holds the control character U+{ord(bad):04X}, which a spec file cannot hold: "
+            f'write it as an escape in a double-quoted string ("\\x{ord(bad):02x}")'
+        )
+    raise _error(Mark(f"--set {shown}", 0, 0), (), msg)
+
+
 def _apply_overrides(doc: SourceDoc, overrides: list[str]) -> SourceDoc:
     if not overrides:
         return doc
     data = copy.deepcopy(doc.data)
     marks = dict(doc.marks)
     for arg in overrides:
+        _check_one_line(arg)
         source = f"--set {arg}"
         key, sep, text = arg.partition("=")
         if not sep or not key.strip():
@@ -411,7 +477,9 @@ def _get(data: Any, loc: tuple[Any, ...]) -> Any:
 def _issues(doc: SourceDoc, errors: list[Any]) -> list[Issue]:
     """Located issues, one per place. Of the members of a union (`600` or a table), keep those
     that got furthest into the data: a table with one bad entry is reported at that entry."""
-    located = [(_data_loc(doc.data, tuple(e["loc"]), e["type"]), e) for e in errors]
+    located = _tuple_lengths(
+        doc.data, [(_data_loc(doc.data, tuple(e["loc"]), e["type"]), e) for e in errors]
+    )
     deepest = [
         (loc, e)
         for loc, e in located
@@ -424,6 +492,47 @@ def _issues(doc: SourceDoc, errors: list[Any]) -> list[Issue]:
     # a union reports one error per member at the same key: keep the first
     unique = {(i.path, i.line, i.col, i.loc): i for i in reversed(issues)}
     return list(unique.values())
+
+
+def _tuple_lengths(data: Any, located: list[tuple[tuple[Any, ...], Any]]) -> list[Any]:
+    """A wrong value for a fixed-length list (`base_shape: [4]`): pydantic reports each absent
+    item as a missing key, the list as too long, or a scalar as not a tuple; make each one
+    `tuple_length` error at the value, with the length the field needs."""
+    out, seen = [], set()
+    for loc, e in located:
+        size = _tuple_size(loc)
+        last = e["loc"][-1] if e["loc"] else None
+        wrong = (
+            e["type"] == "missing" and isinstance(last, int) and isinstance(_get(data, loc), list)
+        ) or (e["type"] in ("too_long", "tuple_type") and tuple(e["loc"]) == loc)
+        if size is None or not wrong:
+            out.append((loc, e))
+        elif loc not in seen:
+            seen.add(loc)
+            out.append((loc, {"type": "tuple_length", "loc": loc, "msg": "", "ctx": {"n": size}}))
+    return out
+
+
+def _field(loc: tuple[Any, ...]) -> Any:
+    """The pydantic field of the spec at `loc` (keys of nested sections only), or None."""
+    model: Any = Spec
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def _tuple_size(loc: tuple[Any, ...]) -> int | None:
+    """The length of the fixed-length list field at `loc` (`tuple[int, int]`: 2), else None."""
+    info = _field(loc)
+    if info is None or typing.get_origin(info.annotation) is not tuple:
+        return None
+    args = typing.get_args(info.annotation)
+    return None if Ellipsis in args else len(args)
 
 
 def _is_union(err: Any, data_loc: tuple[Any, ...]) -> bool:
@@ -455,6 +564,14 @@ def _issue(doc: SourceDoc, loc: tuple[Any, ...], err: Any) -> Issue:
         message = (
             f"{_get(doc.data, loc)!r} is not an identifier (letters, digits and '_', "
             "starting with a letter): names reach generated code"
+        )
+    elif kind == "tuple_length":
+        where = doc.where(loc)
+        value = _get(doc.data, loc)
+        got = f"{len(value)} ({value!r})" if isinstance(value, list) else repr(value)
+        about = _field(loc).description or ""
+        message = f"a list of {err['ctx']['n']} items is needed, got {got}" + (
+            f": {about[0].lower()}{about[1:]}" if about else ""
         )
     elif kind in ("spec_rule", "layer_type"):
         where = doc.where(loc)

@@ -44,11 +44,32 @@ class _Loader(yaml.SafeLoader):
     (YAML 1.1 wants a dot and a signed exponent, `1.0e-8`, and reads `1e-8` as a string)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, resolving plain scalars as `_Loader` reads them: a string such as
+    '1e5' is quoted (else it would read back as a float)."""
+
+
+# YAML 1.2 floats without a dot or sign in the exponent; the dumper must know them too
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+# Characters a YAML reader takes as line breaks; outside double quotes a dumped string holding
+# one would read back changed (NEL folds to a space), so such strings are written double-quoted.
+_LINE_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
+def _represent_str(dumper: _Dumper, value: str) -> yaml.ScalarNode:
+    style = '"' if _LINE_BREAKS.intersection(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data as YAML text that `parse_yaml` reads back to equal data (same types)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 class Mark(NamedTuple):
@@ -231,6 +252,17 @@ def _compose(text: str, path: str, *, lines: bool = True) -> list[yaml.Node]:
         raise _fail(path, *at(1, 1), f"YAML: {err}") from None
 
 
+def _what(value: Any) -> str:
+    """`a list`, `a string ('text')`, `a number (5)`: a value's kind as a user reads it."""
+    if isinstance(value, list):
+        return "a list"
+    kind = {bool: "a boolean", str: "a string", int: "a number", float: "a number"}
+    shown = repr(value)
+    return (
+        f"{kind.get(type(value), 'a value')} ({shown if len(shown) <= 40 else shown[:37] + '...'})"
+    )
+
+
 def parse_yaml(text: str | bytes, path: str = "<string>") -> SourceDoc:
     """Parse one YAML document into plain data with marks. Raises `SpecError`."""
     if isinstance(text, bytes):
@@ -246,7 +278,10 @@ def parse_yaml(text: str | bytes, path: str = "<string>") -> SourceDoc:
     builder = _Builder(path)
     data = builder.build(nodes[0], ())
     if not isinstance(data, dict):
-        raise _fail(path, 1, 1, f"spec must be a mapping of keys, not a {type(data).__name__}")
+        line, col = builder.mark_of(nodes[0])[1:]  # where the value starts, not the document
+        if data is None:
+            raise _fail(path, line, col, "spec is empty (expected a mapping of keys)")
+        raise _fail(path, line, col, f"spec must be a mapping of keys, not {_what(data)}")
     return SourceDoc(data=data, path=path, text=text, marks=builder.marks)
 
 

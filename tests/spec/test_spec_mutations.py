@@ -301,7 +301,7 @@ case(
     "minibatch_in_training",
     "  tick_kimg: 0.064",
     "  tick_kimg: 0.064\n  ⟨minibatch: {4: 16}",
-    "unknown key 'minibatch' (allowed: loss, optimizer, schedule",
+    "allowed: loss, optimizer, schedule",
 )
 case(
     "loss_in_architecture",
@@ -695,7 +695,7 @@ EXTENDS_CASES: list[tuple[str, dict[str, str], str, str, str]] = [
         {"c.yaml": AT.replace("{target}", "sub"), "sub/x.yaml": "a: 1\n"},
         "c.yaml",
         "c.yaml",
-        "is a directory",
+        "extends 'sub': is a folder, not a regular file",
     ),
     (
         "error_in_base",
@@ -829,7 +829,13 @@ SET_CASES: list[tuple[str, str, str]] = [  # (id, argument, fragment after "--se
     ("reserved_name", "architecture.generator.block.0.name=fade", "reserved for the fade-in lerp"),
     ("rule_total", "training.schedule.total_kimg=0.01", "ends before the final resolution"),
     ("inf", "training.schedule.total_kimg=.inf", "finite number"),
-    ("control_char", "name=a\x07b", "character U+0007"),
+    ("control_char", "name=a\x07b", "holds the control character U+0007"),
+    # the argument is recorded on one comment line of the stored spec: no line breaks
+    ("newline_in_value", "description=a\n  b", "holds a line break (U+000A)"),
+    ("newline_in_key", "training.tick_kimg\n=1", "holds a line break (U+000A)"),
+    ("carriage_return", "description=a\rb", "holds a line break (U+000D)"),
+    ("next_line", "description=a\x85b", "holds a line break (U+0085)"),
+    ("line_separator", "description=a\u2028b", "holds a line break (U+2028)"),
 ]
 
 
@@ -838,6 +844,7 @@ def test_bad_set(id: str, arg: str, fragment: str) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(TINY, overrides=["training.tick_kimg=0.064", arg])
     text = str(info.value)
-    assert f"  --set {arg}: " in text, text
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in arg)  # a\x07b, one line
+    assert f"  --set {shown}: " in text, text
     assert fragment in text, text
-    assert all(i.path == f"--set {arg}" and i.line == 0 for i in info.value.issues), text
+    assert all(i.path == f"--set {shown}" and i.line == 0 for i in info.value.issues), text
