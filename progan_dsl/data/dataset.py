@@ -5,7 +5,9 @@ and checks each level file's size and npy header against the manifest and its co
 cheap digest: the full sha256 for levels up to `FULL_HASH_MAX_BYTES`, the sampled digest
 (`manifest.sampled_sha256`) for larger ones, and the full sha256 of `labels.npy`. What was
 checked is in `ImageDataset.verified` (training writes it to its log); `full_check=True`, or
-`verify()`, re-hashes every byte. Levels are handed out as uint8 memmaps, layout [N, C, H, W].
+`verify()`, re-hashes every byte. Levels are handed out as uint8 memmaps, layout [N, C, H, W];
+labels (`labels`, `num_classes`, `class_counts`: the class-conditional contract) are read and
+checked at open.
 Torch-free on purpose, so `progan-dataset info` stays light.
 
 A dataset folder that is missing because a `--force` replacement was killed half-way is
@@ -50,18 +52,21 @@ class ImageDataset:
         self.channels: int = self.format.channels
         self._levels: dict[int, np.ndarray] = {}
         self._shapes: dict[int, tuple[int, int]] = {}
-        hashed, sampled, sized = [], [], []
+        hashed: list[int] = []
+        sampled: list[int] = []
+        sized: list[int] = []
         for i, level in enumerate(self.format.levels):
             file = confined_file(self.path, level.file, f"levels[{i}].file")
             self._levels[level.resolution] = self._open_level(file, level)
             self._shapes[level.resolution] = level.shape
             how = self._check_contents(file, level, full_check)
             {"sha256": hashed, "sampled": sampled, "size": sized}[how].append(level.resolution)
-        self._labels_file: Path | None = None
+        self._labels: np.ndarray | None = None
         if self.format.labels:
-            self._labels_file = confined_file(self.path, self.format.labels.file, "labels.file")
-            if sha256_file(self._labels_file) != self.format.labels.sha256:
-                raise self._corrupt(self._labels_file, "its sha256 differs from the manifest's")
+            labels_file = confined_file(self.path, self.format.labels.file, "labels.file")
+            if sha256_file(labels_file) != self.format.labels.sha256:
+                raise self._corrupt(labels_file, "its sha256 differs from the manifest's")
+            self._labels = self._read_labels(labels_file, len(self.format.labels.classes))
         self.resolutions: list[int] = sorted(self._levels)
         self.verified: str = self._describe_checks(hashed, sampled, sized, full_check)
 
@@ -150,25 +155,42 @@ class ImageDataset:
         self._check(resolution)
         return self._levels[resolution]
 
-    def labels(self) -> np.ndarray | None:
-        """int64 [N] class indices if the dataset was created with --labels, else None."""
-        if self._labels_file is None or self.format.labels is None:
-            return None
+    def _read_labels(self, file: Path, classes: int) -> np.ndarray:
+        """`labels.npy`, checked: int64 [N] with values in 0..classes-1 (read-only)."""
         try:
-            labels = np.load(self._labels_file, allow_pickle=False)
+            labels = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise UserError(f"{self._labels_file}: cannot read labels: {err}") from None
-        classes = len(self.format.labels.classes)
+            raise UserError(f"{file}: cannot read labels: {err}") from None
         if (
             labels.dtype != np.int64
             or labels.shape != (self.num_images,)
             or (labels.size and (labels.min() < 0 or labels.max() >= classes))
         ):
             raise UserError(
-                f"{self._labels_file}: holds {labels.dtype} {labels.shape}, manifest says int64 "
+                f"{file}: holds {labels.dtype} {labels.shape}, manifest says int64 "
                 f"({self.num_images},) with values in 0..{classes - 1}"
             )
+        labels.flags.writeable = False
         return labels
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """int64 [N] class index of each image, in image order (read-only), if the dataset was
+        created with --labels; else None. Read and checked at open."""
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the length of a one-hot label); 0 without labels."""
+        return len(self.format.labels.classes) if self.format.labels else 0
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """int64 [num_classes]: images of each class (empty without labels). A class with no
+        image (a subset of the source) counts 0."""
+        if self._labels is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.bincount(self._labels, minlength=self.num_classes).astype(np.int64)
 
     @property
     def class_names(self) -> list[str]:

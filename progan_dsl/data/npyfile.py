@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+import numpy.typing as npt
 
 from progan_dsl.data.manifest import sha256_file
 
@@ -44,7 +45,7 @@ class NpyWriter:
     """Writes up to `capacity` rows of `row_shape` to `path` (see the module docstring)."""
 
     def __init__(
-        self, path: Path, capacity: int, row_shape: tuple[int, ...], dtype: np.dtype
+        self, path: Path, capacity: int, row_shape: tuple[int, ...], dtype: npt.DTypeLike
     ) -> None:
         self.path = path
         self.capacity = capacity
@@ -62,7 +63,7 @@ class NpyWriter:
             raise ValueError(f"block {block.dtype} {block.shape} does not fit {self.path.name}")
         if self.rows + len(block) > self.capacity:
             raise ValueError(f"{self.path.name}: more than {self.capacity} rows")
-        self._write(memoryview(np.ascontiguousarray(block)).cast("B"))
+        self._write(np.ascontiguousarray(block).data.cast("B"))
         self.rows += len(block)
 
     def finish(self) -> str:

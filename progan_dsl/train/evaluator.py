@@ -8,11 +8,11 @@ loses the run. Rank 0 computes; the others wait.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from progan_dsl.data.dataset import ImageDataset
-from progan_dsl.data.loader import fade_reals, to_float
+from progan_dsl.data.labels import random_labels
+from progan_dsl.data.loader import served_reals
 from progan_dsl.images import to_uint8
 from progan_dsl.metrics.evaluation import evaluate
 from progan_dsl.metrics.images import subset_indices
@@ -37,8 +37,8 @@ class Evaluator:
         t = self.trainer
         assert t.phase is not None
         index = subset_indices(self.dataset.num_images, self.num)
-        level = np.asarray(self.dataset.images(t.phase.resolution)[index])
-        return to_uint8(torch.from_numpy(fade_reals(to_float(level), t.alpha)))
+        reals = served_reals(self.dataset, t.phase.resolution, index, t.alpha)
+        return to_uint8(torch.from_numpy(reals))
 
     @property
     def resolution(self) -> int:
@@ -61,5 +61,9 @@ class Evaluator:
             t.program.spec.architecture.latent_size,
             generator=torch.Generator().manual_seed(derive_seed(t.seed, "metrics")),
         )
-        fake = t.sample(z, batch=EVAL_BATCH)
+        labels = None
+        if t.num_classes:  # classes drawn as the dataset has them
+            gen = torch.Generator().manual_seed(derive_seed(t.seed, "metrics", "labels"))
+            labels = random_labels(self.dataset.class_counts, len(real), gen)
+        fake = t.sample(z, labels, batch=EVAL_BATCH)
         return evaluate(self.names, real, fake, device=t.device, seed=t.seed)

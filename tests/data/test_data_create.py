@@ -284,7 +284,7 @@ def test_labels_come_from_class_folders(tmp_path: Path, capsys: pytest.CaptureFi
     assert _create(tmp_path, root, "--resolution", "8", "--labels")[0] == 0
     dataset = ImageDataset(tmp_path / "ds")
     assert dataset.class_names == ["cat", "dog"]
-    assert dataset.labels().tolist() == [0, 0, 1, 1, 1]  # sorted paths: cat/0, cat/1, dog/0..2
+    assert dataset.labels.tolist() == [0, 0, 1, 1, 1]  # sorted paths: cat/0, cat/1, dog/0..2
     # A subset keeps the numbering of the whole source: dog stays 1 even without any cat.
     order = np.random.default_rng(0).permutation(5)
     assert order[0] >= 2  # with seed 0 the first candidate is a dog
@@ -303,7 +303,7 @@ def test_labels_come_from_class_folders(tmp_path: Path, capsys: pytest.CaptureFi
         )[0]
         == 0
     )
-    assert ImageDataset(tmp_path / "one").labels().tolist() == [1]
+    assert ImageDataset(tmp_path / "one").labels.tolist() == [1]
     Image.new("RGB", (8, 8)).save(root / "loose.png")
     capsys.readouterr()
     assert _create(tmp_path, root, "--resolution", "8", "--labels", out="bad")[0] == 2
@@ -361,7 +361,7 @@ def test_mnist_slice(tmp_path: Path) -> None:
     assert not top[:, :, :, :2].any() and not top[:, :, :, -2:].any()
     assert top[:, :, 2:30, 2:30].max(axis=(1, 2, 3)).min() > 100  # every digit has ink
     assert not dataset.images(16)[:, :, 0].any()  # padding of 1 at 16x16
-    labels = dataset.labels()
+    labels = dataset.labels
     assert labels is not None and labels.shape == (256,)
     assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
     assert dataset.class_names == [str(d) for d in range(10)]

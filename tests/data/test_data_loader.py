@@ -1,5 +1,6 @@
-"""`ImageLoader`: values, epochs, determinism, resume, fade-in, rank slices, mirroring, prefetch.
-Expected batches are rebuilt from the level files with numpy, not with the loader's own code."""
+"""`ImageLoader`: values, epochs, determinism, resume, fade-in, rank slices, mirroring, prefetch,
+labels (`next_reals`, `random_labels`). Expected batches are rebuilt from the level files with
+numpy, not with the loader's own code."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import progan_dsl.data.loader as loader_module
-from progan_dsl.data import CreateOptions, ImageDataset, create_dataset
-from progan_dsl.data.loader import ImageLoader
+from progan_dsl.data import CreateOptions, ImageDataset, Reals, create_dataset, random_labels
+from progan_dsl.data.loader import ImageLoader, served_reals
 from progan_dsl.errors import UserError
 
 N = 10
@@ -124,23 +126,55 @@ def _official_fade(high: torch.Tensor, alpha: float) -> torch.Tensor:
     return x + (y - x) * (1.0 - alpha)
 
 
+def _upsampled(images: np.ndarray) -> torch.Tensor:
+    """Stored uint8 images -> [-1, 1], each pixel repeated 2x2 (nearest)."""
+    return _as_float(images).repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+
 def test_fade_in_is_the_official_float_mean_of_the_current_level(dataset_dir: Path) -> None:
     dataset = ImageDataset(dataset_dir)
     loader = ImageLoader(dataset, seed=5)
     high = loader.next_batch(16, 4, 1.0)
     rows = _match(high, dataset.images(16))[0]
-    stored_low = _as_float(dataset.images(8)[rows]).repeat_interleave(2, 2).repeat_interleave(2, 3)
-    for alpha in (0.0, 0.25, 0.6, 1.0):
+    for alpha in (1e-6, 0.25, 0.6, 1.0):
         loader.load_state_dict({**loader.state_dict(), "position": 0})
         faded = loader.next_batch(16, 4, alpha)
         if alpha == 1.0:
             assert torch.equal(faded, high)
         torch.testing.assert_close(faded.double(), _official_fade(high, alpha), rtol=0, atol=1e-6)
-    # the stored (rounded) lower level is not what the official code blends with: it differs
-    # by up to half a grey level (0.5 / 127.5 in [-1, 1] units)
+        np.testing.assert_array_equal(
+            served_reals(dataset, 16, np.array(rows), alpha), faded.numpy()
+        )
+
+
+def test_alpha_zero_serves_the_stored_level_below_upsampled(dataset_dir: Path) -> None:
+    """The official train.py at the first image of a fade-in (lod a whole number) reads the
+    level floor(lod), i.e. the stored lower level, and upsamples it ('UpscaleLOD')."""
+    dataset = ImageDataset(dataset_dir)
+    loader = ImageLoader(dataset, seed=5, mirror=True)
+    high = loader.next_batch(16, 8, 1.0)
+    rows, flips = _match(high, dataset.images(16))
+    stored_low = np.stack(
+        [
+            dataset.images(8)[r][..., ::-1] if f else dataset.images(8)[r]
+            for r, f in zip(rows, flips)
+        ]
+    )
     loader.load_state_dict({**loader.state_dict(), "position": 0})
-    gap = (loader.next_batch(16, 4, 0.0) - stored_low).abs().max().item()
+    start = loader.next_batch(16, 8, 0.0)
+    assert torch.equal(start, _upsampled(stored_low))
+    assert start.shape == (8, 3, 16, 16)
+    # It is not the limit of the blend (the float 2x2 mean of level 16): up to half a grey level
+    # apart in [-1, 1] units, so the two rules are told apart.
+    gap = (start.double() - _official_fade(high, 0.0)).abs().max().item()
     assert 0 < gap <= 0.5 / 127.5 + 1e-6
+    np.testing.assert_array_equal(
+        served_reals(dataset, 16, np.array(rows), 0.0), _upsampled(dataset.images(8)[rows]).numpy()
+    )
+    with pytest.raises(ValueError, match="4 is the dataset's lowest level"):
+        loader.next_batch(4, 2, 0.0)
+    with pytest.raises(ValueError, match="lowest level"):
+        served_reals(dataset, 4, np.arange(2), 0.0)
 
 
 def test_fade_in_chunking_does_not_change_results(
@@ -187,11 +221,19 @@ def test_prefetch_workers_give_identical_results(dataset_dir: Path) -> None:
 def test_non_square_levels(wide_dir: Path) -> None:
     dataset = ImageDataset(wide_dir)
     loader = ImageLoader(dataset, seed=0)
-    batch = loader.next_batch(32, 3, 0.0)
-    assert batch.shape == (3, 1, 16, 32)
-    loader.load_state_dict({**loader.state_dict(), "position": 0})
     high = loader.next_batch(32, 3, 1.0)
-    torch.testing.assert_close(batch.double(), _official_fade(high, 0.0), rtol=0, atol=1e-6)
+    assert high.shape == (3, 1, 16, 32)
+    rows = _match(high, dataset.images(32))[0]
+    for alpha in (0.0, 0.5):
+        loader.load_state_dict({**loader.state_dict(), "position": 0})
+        batch = loader.next_batch(32, 3, alpha)
+        assert batch.shape == (3, 1, 16, 32)
+        if alpha == 0.0:
+            assert torch.equal(batch, _upsampled(dataset.images(16)[rows]))
+        else:
+            torch.testing.assert_close(
+                batch.double(), _official_fade(high, alpha), rtol=0, atol=1e-6
+            )
 
 
 def test_invalid_datasets_and_levels_are_user_errors(dataset_dir: Path, tmp_path: Path) -> None:
@@ -210,3 +252,144 @@ def test_invalid_datasets_and_levels_are_user_errors(dataset_dir: Path, tmp_path
     level.write_bytes(level.read_bytes()[:-100])  # truncated level file
     with pytest.raises(UserError, match="level_16x16.npy"):
         ImageDataset(broken)
+
+
+# ---- labels ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 flat gray 8x8 images in class folders a (2 images), b (3) and c (7); every pixel of
+    image i is 20 * i, so a batch image names its row whatever the fade or mirroring."""
+    root = tmp_path_factory.mktemp("labelled")
+    counts = {"a": 2, "b": 3, "c": 7}
+    i = 0
+    for name, count in counts.items():
+        (root / "src" / name).mkdir(parents=True)
+        for j in range(count):
+            Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(
+                root / "src" / name / f"{j}.png"
+            )
+            i += 1
+    options = CreateOptions(source=str(root / "src"), out=root / "ds", resolution=8, labels=True)
+    create_dataset(options)
+    return root / "ds"
+
+
+def _rows_of(images: torch.Tensor) -> list[int]:
+    """Row number of each batch image of `labelled_dir` (pixel value 20 * row)."""
+    return torch.round((images[:, 0, 0, 0] + 1) * 127.5 / 20).long().tolist()
+
+
+def test_dataset_labels_classes_and_counts(labelled_dir: Path, dataset_dir: Path) -> None:
+    dataset = ImageDataset(labelled_dir)
+    assert dataset.num_classes == 3 and dataset.class_names == ["a", "b", "c"]
+    assert dataset.labels is not None and dataset.labels.dtype == np.int64
+    assert dataset.labels.tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]  # sorted paths
+    assert dataset.class_counts.dtype == np.int64 and dataset.class_counts.tolist() == [2, 3, 7]
+    with pytest.raises(ValueError, match="read-only"):
+        dataset.labels[0] = 2
+    plain = ImageDataset(dataset_dir)
+    assert plain.labels is None and plain.num_classes == 0
+    assert plain.class_counts.dtype == np.int64 and plain.class_counts.shape == (0,)
+
+
+def test_next_reals_labels_are_those_of_the_images(labelled_dir: Path) -> None:
+    dataset = ImageDataset(labelled_dir)
+    loader = ImageLoader(dataset, seed=3, mirror=True, workers=2)
+    expected_labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2])
+    seen = []
+    for resolution, batch, alpha in [(8, 5, 1.0), (8, 5, 0.0), (4, 6, 1.0), (8, 4, 0.5)] * 2:
+        reals = loader.next_reals(resolution, batch, alpha)
+        assert isinstance(reals, Reals)
+        assert reals.images.shape == (batch, 1, resolution, resolution)
+        assert reals.labels is not None
+        assert reals.labels.dtype == torch.float32 and reals.labels.shape == (batch, 3)
+        assert reals.labels.device == reals.images.device
+        assert set(reals.labels.unique().tolist()) <= {0.0, 1.0}
+        assert reals.labels.sum(dim=1).tolist() == [1.0] * batch  # one-hot
+        rows = _rows_of(reals.images)  # flat images: fading and mirroring keep the value
+        assert reals.labels.argmax(dim=1).tolist() == expected_labels[rows].tolist()
+        seen += rows
+    loader.close()
+    assert sorted(seen[:12]) == list(range(12))  # the first epoch: every image once
+
+
+def test_next_reals_and_next_batch_share_one_stream(labelled_dir: Path, dataset_dir: Path) -> None:
+    calls = [(8, 4, 1.0), (8, 6, 0.0), (4, 2, 1.0), (8, 4, 0.3)]
+    plain = _batches(ImageLoader(labelled_dir, seed=8, mirror=True), calls)
+    mixed = ImageLoader(labelled_dir, seed=8, mirror=True, workers=2)
+    got = [
+        mixed.next_reals(*call).images if i % 2 else mixed.next_batch(*call)
+        for i, call in enumerate(calls)
+    ]
+    assert mixed.position == sum(batch for _, batch, _ in calls)  # one step per call
+    mixed.close()
+    assert all(torch.equal(x, y) for x, y in zip(plain, got, strict=True))
+    unlabelled = ImageLoader(dataset_dir, seed=8).next_reals(16, 4, 0.5)
+    assert unlabelled.labels is None and unlabelled.images.shape == (4, 3, 16, 16)
+
+
+def test_next_reals_resume_and_rank_slices(labelled_dir: Path) -> None:
+    calls = [(8, 4, 1.0), (8, 6, 0.5), (8, 8, 1.0), (8, 10, 0.0), (4, 4, 1.0)]
+    first = ImageLoader(labelled_dir, seed=4, mirror=True)
+    for call in calls[:2]:
+        first.next_reals(*call)
+    state = json.loads(json.dumps(first.state_dict()))
+    expected = [first.next_reals(*call) for call in calls[2:]]
+    resumed = ImageLoader(labelled_dir, seed=0, mirror=True, workers=1)
+    resumed.next_reals(8, 2)  # unrelated progress and prefetches before loading
+    resumed.load_state_dict(state)
+    got = [resumed.next_reals(*call) for call in calls[2:]]
+    resumed.close()
+    for a, b in zip(expected, got, strict=True):
+        assert torch.equal(a.images, b.images) and a.labels is not None and b.labels is not None
+        assert torch.equal(a.labels, b.labels)
+    whole = ImageLoader(labelled_dir, seed=4).next_reals(8, 6)
+    halves = [
+        ImageLoader(labelled_dir, seed=4, rank=r, world_size=2).next_reals(8, 6) for r in (0, 1)
+    ]
+    assert whole.labels is not None
+    assert torch.equal(torch.cat([h.labels for h in halves if h.labels is not None]), whole.labels)
+
+
+def _independent_draw(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The documented rule rebuilt here: a uniform index (torch.randint from a generator seeded
+    `seed`) into the label array sorted by class."""
+    index = torch.randint(0, len(labels), (n,), generator=torch.Generator().manual_seed(seed))
+    return np.sort(labels)[index.numpy()]
+
+
+def test_random_labels_follow_the_class_counts(labelled_dir: Path) -> None:
+    dataset = ImageDataset(labelled_dir)
+    drawn = random_labels(dataset, 12_000, torch.Generator().manual_seed(1))
+    assert drawn.dtype == torch.float32 and drawn.shape == (12_000, 3)
+    assert drawn.sum(dim=1).eq(1).all() and set(drawn.unique().tolist()) == {0.0, 1.0}
+    classes = drawn.argmax(dim=1).numpy()
+    assert dataset.labels is not None
+    np.testing.assert_array_equal(classes, _independent_draw(dataset.labels, 12_000, 1))
+    frequencies = np.bincount(classes, minlength=3) / 12_000
+    np.testing.assert_allclose(frequencies, [2 / 12, 3 / 12, 7 / 12], atol=0.01)
+    # the same draws from the counts alone (a checkpoint can keep them) and from a list
+    again = random_labels(dataset.class_counts, 12_000, torch.Generator().manual_seed(1))
+    assert torch.equal(again, drawn)
+    assert torch.equal(
+        random_labels([2, 3, 7], 5, torch.Generator().manual_seed(9)),
+        random_labels(torch.tensor([2, 3, 7]), 5, torch.Generator().manual_seed(9)),
+    )
+    other = random_labels(dataset, 12_000, torch.Generator().manual_seed(2))
+    assert not torch.equal(other, drawn)
+    # a class without images is never drawn; n = 0 gives an empty [0, K]
+    never = random_labels([0, 5, 0, 1], 1000, torch.Generator().manual_seed(0)).argmax(dim=1)
+    assert set(never.tolist()) == {1, 3}
+    assert random_labels([1, 1], 0, torch.Generator()).shape == (0, 2)
+
+
+def test_random_labels_refuse_what_has_no_classes(dataset_dir: Path) -> None:
+    with pytest.raises(UserError, match="has no labels.*--labels"):
+        random_labels(ImageDataset(dataset_dir), 4, torch.Generator())
+    for counts in ([], [0, 0], [1, -1], [[1, 2]], np.array([0.5, 1.0])):
+        with pytest.raises(ValueError, match="class counts must be"):
+            random_labels(counts, 4, torch.Generator())
+    with pytest.raises(ValueError, match="cannot draw -1"):
+        random_labels([1], -1, torch.Generator())

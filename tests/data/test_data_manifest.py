@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -259,6 +260,29 @@ def test_small_levels_are_fully_hashed_at_open(
 def test_flipped_labels_are_refused_at_open(ds: Path) -> None:
     _flip(ds / "labels.npy", 130)
     with pytest.raises(UserError, match="labels.npy: does not match"):
+        ImageDataset(ds)
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        (np.array([0, 0, 1, 1], np.int32), "int32 (4,)"),
+        (np.array([0, 1, 1], np.int64), "int64 (3,)"),
+        (np.array([0, 1, 2, 1], np.int64), "int64 (4,)"),  # class 2 of 2 classes
+    ],
+)
+def test_labels_of_the_wrong_kind_are_refused_at_open(
+    ds: Path, labels: np.ndarray, shown: str
+) -> None:
+    """Labels whose hash matches (the manifest edited with them) but whose content does not fit
+    the manifest: refused when the dataset is opened, not when the labels are first used."""
+    np.save(ds / "labels.npy", labels)
+    digest = hashlib.sha256((ds / "labels.npy").read_bytes()).hexdigest()
+    _edit(ds, _set("labels", "sha256", digest))
+    with pytest.raises(
+        UserError,
+        match=re.escape(f"labels.npy: holds {shown}, manifest says int64 (4,) with values in 0..1"),
+    ):
         ImageDataset(ds)
 
 
