@@ -30,7 +30,7 @@ examples:
   progan-train specs/mnist_32.yaml --dry-run
   progan-train specs/celebahq_1024.yaml --data data/celebahq --resume auto
   progan-train specs/mnist_32.yaml --resume runs/00003-mnist_32/checkpoints/checkpoint-000120000.pt
-  progan-train specs/mnist_32.yaml --set training.schedule.total_kimg=10 --dry-run
+  progan-train specs/mnist_32.yaml --set training.schedule.total_kimg=120 --dry-run
   torchrun --standalone --nproc_per_node 2 -m progan_dsl.train specs/mnist_32.yaml --device cpu
 
 A run folder (OUTDIR/NNNNN-<spec name>/) holds the spec (as given and resolved), the graph dump,
