@@ -20,7 +20,7 @@ NETWORK_HELP = (
     "file, or an .onnx or AOTInductor .pt2 file from progan-export"
 )
 DEVICE_HELP = "cpu, cuda or cuda:<index> (default: cuda when a GPU is available, else cpu)"
-SET_HELP = "override a spec value, e.g. --set training.schedule.total_kimg=10 (repeatable)"
+SET_HELP = "override a spec value, e.g. --set training.snapshot.keep=5 (repeatable)"
 MAX_COUNT = 10_000_000  # images or items one command is asked for: more is a typo
 
 

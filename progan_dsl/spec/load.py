@@ -122,7 +122,7 @@ def spec_hash(spec: Spec) -> str:
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     """Read, parse and validate a spec file, following `extends` and applying `--set`
-    overrides (`"training.schedule.total_kimg=10"`). Raises `SpecError` (a `UserError`)."""
+    overrides (`"training.snapshot.keep=5"`). Raises `SpecError` (a `UserError`)."""
     path = Path(path)
     raw = _read(path, None)
     return load_spec_text(raw, str(path), overrides=overrides)
@@ -299,7 +299,7 @@ def _error(mark: Mark, loc: tuple[Any, ...], msg: str) -> SpecError:
 
 NON_PRINTABLE = Reader.NON_PRINTABLE  # characters a YAML stream may not hold
 _KEY_PART = re.compile(r"\[(\d+)\]|([A-Za-z_][A-Za-z0-9_]*|\d+)")
-SET_USAGE = "expected KEY.PATH=VALUE, e.g. --set training.schedule.total_kimg=10"
+SET_USAGE = "expected KEY.PATH=VALUE, e.g. --set training.snapshot.keep=5"
 
 
 def parse_key_path(key: str, source: str) -> tuple[Any, ...]:

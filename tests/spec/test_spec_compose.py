@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from progan_dsl.cli import train_main
 from progan_dsl.spec import SpecError, load_spec, load_spec_text
 from progan_dsl.spec.load import parse_key_path
 from tests.conftest import SPECS, TINY
@@ -235,3 +236,73 @@ def test_writing_a_default_out_does_not_change_the_hash() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no pydantic serializer warning for the int default
         assert load_spec_text(omitted).hash == load_spec_text(written).hash
+
+
+def test_a_derived_spec_does_not_inherit_the_description(tmp_path: Path) -> None:
+    """The description says what one file is: a spec that extends another has its own, or none
+    (not the base's, which describes another run). Everything else is inherited."""
+    base = TINY.read_text().replace("name: tiny\n", "name: tiny\ndescription: MNIST digits\n")
+    _tree(
+        tmp_path,
+        **{
+            "base.yaml": base,
+            "plain.yaml": "spec_version: 1\nextends: base.yaml\nname: plain\n",
+            "own.yaml": "spec_version: 1\nextends: base.yaml\nname: own\ndescription: Mine\n",
+            "grandchild.yaml": "spec_version: 1\nextends: own.yaml\nname: grandchild\n",
+        },
+    )
+    assert load_spec(tmp_path / "base.yaml").spec.description == "MNIST digits"
+    plain = load_spec(tmp_path / "plain.yaml")
+    assert plain.spec.description == ""
+    assert plain.spec.architecture.latent_size == 16  # the rest is inherited
+    assert "MNIST" not in plain.standalone_text() and "MNIST" not in plain.resolved_yaml()
+    assert not plain.doc.has(("description",))  # no mark left pointing into the base
+    assert load_spec(tmp_path / "own.yaml").spec.description == "Mine"
+    assert load_spec(tmp_path / "grandchild.yaml").spec.description == ""
+    # --set still sets it on a derived spec
+    loaded = load_spec(tmp_path / "plain.yaml", overrides=["description=Set here"])
+    assert loaded.spec.description == "Set here"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"1e5"', '"1E-3"', '".5e3"', '"1_000e3"', '"yes"', '"null"', '"a\\Nb"', '"a\\Lb"', '"\\a"'],
+    ids=["1e5", "1E-3", ".5e3", "1_000e3", "yes", "null", "nel", "line_sep", "bell"],
+)
+def test_stored_spec_reads_back_every_string(value: str, tmp_path: Path) -> None:
+    """A string the loader would read as a number (YAML 1.2 floats such as 1e5) or that holds
+    a character YAML folds (NEL) is written so that the stored spec reads back the same."""
+    want = yaml.safe_load(value)
+    assert isinstance(want, str)
+    loaded = load_spec(TINY, overrides=[f"description={value}"])
+    assert loaded.spec.description == want
+    for text in (loaded.standalone_text(), loaded.resolved_yaml()):
+        again = load_spec_text(text, "stored.yaml")
+        assert again.spec.description == want and again.hash == loaded.hash
+    # the same through extends (the merged keys are written out too)
+    child = f"spec_version: 1\nextends: {TINY}\nname: child\ndescription: {value}\n"
+    (tmp_path / "child.yaml").write_text(child)
+    derived = load_spec(tmp_path / "child.yaml")
+    assert load_spec_text(derived.standalone_text(), "stored.yaml").hash == derived.hash
+
+
+def test_set_with_a_line_break_exits_2_before_a_run_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored spec records each --set argument on one comment line: a line break would
+    break it, so the argument is refused when it is parsed, before anything is written."""
+    out = tmp_path / "runs"
+    argv = [str(TINY), "--set", "description=a\n  b", "--outdir", str(out), "--device", "cpu"]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith(
+        "error: invalid spec:\n  --set description=a\\n  b: holds a line break (U+000A); an "
+        "argument is one line: write a list or mapping in flow style ([4, 8], {kind: lsgan}) and "
+        'a line break inside a string as \\n in double quotes ("a\\nb")'
+    ), err
+    assert not out.exists()
+    # the way the message suggests works, and survives storage
+    loaded = load_spec(TINY, overrides=['description="a\\nb"'])
+    assert loaded.spec.description == "a\nb"
+    assert load_spec_text(loaded.standalone_text(), "stored.yaml").spec.description == "a\nb"

@@ -92,3 +92,114 @@ def test_python_tag_is_never_constructed(tmp_path: Path) -> None:
 def test_missing_file_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert compile_main(["no/such/spec.yaml"]) == 2
     assert "no/such/spec.yaml:1:1: no such file" in capsys.readouterr().err
+
+
+def test_field_errors_and_cross_field_rules_are_reported_in_one_pass() -> None:
+    """A bad field does not hide a rule broken elsewhere: the rules whose inputs are valid run
+    on the fields that validated, and both problems come back at once, each at its line."""
+    with pytest.raises(SpecError) as info:
+        load_spec(BAD / "field_and_rule_errors.yaml")
+    issues = [(i.line, i.col, i.loc) for i in info.value.issues]
+    assert issues == [
+        (5, 3, ("architecture", "latent_size")),
+        (33, 31, ("training", "schedule", "minibatch", 16)),
+    ]
+    assert info.value.issues[1].message == (
+        "minibatch 6 is not a multiple of the minibatch-stddev group size 4"
+    )
+
+
+TINY_TEXT = (Path(__file__).parents[1] / "specs" / "tiny.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        # which resolutions the minibatch table must cover depends on final_resolution, which
+        # did not validate: that rule waits
+        (
+            [("final_resolution: 16", "final_resolution: x"), ("8: 16, 16: 8}", "8: 16}")],
+            [("architecture", "final_resolution")],
+        ),
+        # a section with a validator of its own (exactly one of rule/table) is not half-built;
+        # the minibatch rule does not need it and reports
+        (
+            [
+                ("table: {4: 16", "rule: {}\n    table: {4: 16"),
+                ("16: 8}\n  tick", "16: 6}\n  tick"),
+            ],
+            [("architecture", "channels"), ("training", "schedule", "minibatch", 16)],
+        ),
+        # a rule over the schedule with a bad tick_kimg elsewhere in training
+        (
+            [("total_kimg: 0.384", "total_kimg: 0.1"), ("tick_kimg: 0.064", "tick_kimg: -1")],
+            [("training", "schedule", "total_kimg"), ("training", "tick_kimg")],
+        ),
+        # a bad layer: the minibatch rule reads D's layers (its group size), so it waits
+        (
+            [("out: lower}", "out: lowr}"), ("16: 8}\n  tick", "16: 6}\n  tick")],
+            [("architecture", "discriminator", "block", 1, "out")],
+        ),
+    ],
+    ids=["rule_waits_for_its_input", "own_validator", "schedule_rule", "layer_waits"],
+)
+def test_rules_run_when_their_inputs_are_valid(
+    edits: list[tuple[str, str]], expected: list[tuple[object, ...]]
+) -> None:
+    text = TINY_TEXT
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "x.yaml")
+    assert [i.loc for i in info.value.issues] == expected, info.value
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [
+        ("[4]", "got 1 ([4])"),
+        ("[4, 4, 4]", "got 3 ([4, 4, 4])"),
+        ("[]", "got 0 ([])"),
+        ("4", "got 4"),
+    ],
+)
+def test_base_shape_of_the_wrong_length_says_so(value: str, got: str) -> None:
+    """Not "missing required key": the list is there, with the wrong number of items."""
+    for args in (["architecture.base_shape=" + value], []):
+        text = (
+            TINY_TEXT
+            if args
+            else TINY_TEXT.replace(
+                "  final_resolution", f"  base_shape: {value}\n  final_resolution"
+            )
+        )
+        with pytest.raises(SpecError) as info:
+            load_spec_text(text, "x.yaml", overrides=args)
+        (issue,) = info.value.issues
+        assert issue.loc == ("architecture", "base_shape")
+        assert issue.message == (
+            f"a list of 2 items is needed, {got}: (height, width) of the first stage; 4x4 in "
+            "the paper, 4x8 gives 2:1 images."
+        )
+        assert (issue.path, issue.line) == (("--set " + args[0], 0) if args else ("x.yaml", 8))
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("# a comment\n\n- spec_version: 1\n", (3, 1), "a list"),
+        ("# a comment\n---\n  42\n", (3, 3), "a number (42)"),
+        ("\n\n'just text'\n", (3, 1), "a string ('just text')"),
+        ("# only a document marker and a null\n---\n~\n", (3, 1), None),
+    ],
+)
+def test_a_spec_that_is_not_a_mapping_is_located_at_its_value(
+    text: str, where: tuple[int, int], what: str | None
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "x.yaml")
+    (issue,) = info.value.issues
+    assert (issue.line, issue.col) == where
+    expected = "spec is empty" if what is None else f"spec must be a mapping of keys, not {what}"
+    assert issue.message.startswith(expected), issue.message
