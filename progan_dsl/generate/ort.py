@@ -221,9 +221,10 @@ def check_signature(
     if out_dims[0] is not None and out_dims[0] != batch:
         raise fail(f"output {described(out)}", f"the input's batch {batch or 'N'} first")
     if meta is not None:
-        for got, want, what in zip(out_dims[1:], meta.image_shape, ("channels", "height", "width")):
-            if got is not None and got != want:
-                raise fail(f"output {described(out)}", f"{meta.image_shape} ({what} {want})")
+        axes = ("channels", "height", "width")
+        for got, size, what in zip(out_dims[1:], meta.image_shape, axes, strict=True):
+            if got is not None and got != size:
+                raise fail(f"output {described(out)}", f"{meta.image_shape} ({what} {size})")
         image_shape = meta.image_shape
     else:
         if any(d is None for d in out_dims[1:]):
@@ -315,6 +316,8 @@ class OnnxGenerator:
         if self.on_gpu:
             images = np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
         else:
-            feed = {self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)}
+            feed: dict[str, np.ndarray] = {
+                self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)
+            }
             images = np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
         return self.check_output(images, len(z))

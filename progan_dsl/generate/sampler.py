@@ -181,7 +181,8 @@ class TorchSampler(Sampler):
             CHANNELS_LAST.get(self.device.type, False) if channels_last is None else channels_last
         )
         fmt = torch.channels_last if nhwc else torch.contiguous_format
-        self.G = generator.G.to(self.device, memory_format=fmt).eval().requires_grad_(False)
+        moved = generator.G.to(self.device, memory_format=fmt)  # type: ignore[call-overload]
+        self.G = moved.eval().requires_grad_(False)
         self.run = torch_runner(self.G, torch_backend, self.device, compile_backend)
         self.torch_backend = torch_backend
         arch = generator.program.spec.architecture

@@ -34,19 +34,37 @@ def gen(*argv: str) -> int:
 
 def test_deterministic_and_backends_agree(run: Path, exported: Path, tmp_path: Path) -> None:
     first, second, by_torch = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "torch.png"
+    native = ("--upscale", "1")  # cells at the generator's 16x16
     for path in (first, second):
         assert (
-            gen("--network", str(exported), "--num", "10", "--seed", "7", "--out", str(path)) == 0
+            gen(
+                "--network",
+                str(exported),
+                "--num",
+                "10",
+                "--seed",
+                "7",
+                "--out",
+                str(path),
+                *native,
+            )
+            == 0
         )
     assert first.read_bytes() == second.read_bytes()
-    assert gen("--network", str(run), "--num", "10", "--seed", "7", "--out", str(by_torch)) == 0
+    assert (
+        gen("--network", str(run), "--num", "10", "--seed", "7", "--out", str(by_torch), *native)
+        == 0
+    )
     with Image.open(first) as a, Image.open(by_torch) as b:
         assert a.mode == "L" and a.size == (4 * 16 + 3 * 2, 3 * 16 + 2 * 2)  # 4 x 3 cells, gutters
         pixels = [np.asarray(img, np.int16) for img in (a, b)]
     assert np.abs(pixels[0] - pixels[1]).max() <= 1  # rounding of fp32 differences only
     assert (pixels[0][16:18] == 128).all()  # the grey gutter below the first row
     other = tmp_path / "other.png"
-    assert gen("--network", str(exported), "--num", "10", "--seed", "8", "--out", str(other)) == 0
+    assert (
+        gen("--network", str(exported), "--num", "10", "--seed", "8", "--out", str(other), *native)
+        == 0
+    )
     assert other.read_bytes() != first.read_bytes()
 
     singles = tmp_path / "singles"
@@ -105,7 +123,8 @@ def test_interpolation_gif_and_frames(exported: Path, tmp_path: Path) -> None:
         == 0
     )
     with Image.open(out) as img:
-        assert (img.n_frames, img.size, img.info["duration"]) == (12, (16, 16), 50)
+        # 16x16 frames enlarged 16 times by default: 256 px across (VIEW_SIDE)
+        assert (img.n_frames, img.size, img.info["duration"]) == (12, (256, 256), 50)
     frames = tmp_path / "frames"
     assert (
         gen(
@@ -159,3 +178,68 @@ def test_user_errors_exit_2_without_traceback(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, (argv, err)
     assert not any((tmp_path / name).exists() for name in ("g.png", "g.gif", "g.jpg", "w.gif"))
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img, np.int16)
+
+
+def test_upscale_enlarges_cells_by_nearest_neighbour(exported: Path, tmp_path: Path) -> None:
+    net = ["--network", str(exported), "--num", "10", "--seed", "7"]
+    native, auto, singles = tmp_path / "native.png", tmp_path / "auto.png", tmp_path / "singles"
+    assert gen(*net, "--upscale", "1", "--out", str(native)) == 0
+    assert gen(*net, "--out", str(auto)) == 0  # auto: 16 px images shown 256 px across
+    small, big = _pixels(native), _pixels(auto)
+    assert big.shape == (3 * 256 + 2 * 2, 4 * 256 + 3 * 2)  # 4 x 3 cells, 2 px gutters kept
+    for row, col in ((0, 0), (1, 2), (2, 1)):
+        cell = small[row * 18 : row * 18 + 16, col * 18 : col * 18 + 16]
+        top, left = row * 258, col * 258
+        np.testing.assert_array_equal(
+            big[top : top + 256, left : left + 256], np.kron(cell, np.ones((16, 16), np.int16))
+        )
+    assert (big[256:258] == 128).all()  # the grey gutter below the first row
+    assert gen(*net, "--out", str(singles)) == 0  # PNG folders keep the generator's size
+    assert _pixels(singles / "img000000.png").shape == (16, 16)
+    assert gen(*net, "--upscale", "3", "--out", str(singles), "--force") == 0
+    np.testing.assert_array_equal(
+        _pixels(singles / "img000005.png"), np.kron(small[18:34, 18:34], np.ones((3, 3), np.int16))
+    )
+
+
+def test_a_grid_of_walks_in_one_animation(exported: Path, tmp_path: Path) -> None:
+    net = ["--network", str(exported), "--seed", "3", "--interpolate", "3", "--upscale", "2"]
+    grid, single = tmp_path / "grid", tmp_path / "single"
+    assert gen(*net, "--num", "2", "--walks", "4", "--out", str(grid)) == 0
+    assert gen(*net, "--num", "2", "--out", str(single)) == 0
+    frames = sorted(grid.glob("frame*.png"))
+    assert len(frames) == 6 == len(list(single.glob("frame*.png")))  # 2 keys x 3 steps each
+    for t, frame in enumerate(frames):
+        pixels = _pixels(frame)
+        assert pixels.shape == (2 * 32 + 2, 2 * 32 + 2)  # 2 x 2 walks of 32 px (16 px x 2)
+        # walk 0 goes through the first two key latents of the seed: the single walk
+        np.testing.assert_array_equal(pixels[:32, :32], _pixels(single / f"frame{t:06d}.png"))
+        assert not np.array_equal(pixels[:32, :32], pixels[:32, 34:])  # walk 1: other keys
+    gif = tmp_path / "walks.gif"
+    assert gen(*net, "--num", "2", "--walks", "3", "--cols", "3", "--out", str(gif)) == 0
+    with Image.open(gif) as img:
+        assert (img.n_frames, img.size) == (6, (3 * 32 + 2 * 2, 32))
+
+
+def test_upscale_and_walk_errors_exit_2(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    net = ["--network", str(exported)]
+    gif, png = str(tmp_path / "w.gif"), str(tmp_path / "g.png")
+    cases = [
+        ([*net, "--walks", "2", "--out", png], "needs --interpolate"),
+        ([*net, "--seeds", "0-2", "--walks", "2", "--interpolate", "2", "--out", gif], "multiple"),
+        ([*net, "--upscale", "0", "--out", png], "from 1 to 64"),
+        ([*net, "--upscale", "big", "--out", png], "'auto' or an integer"),
+        ([*net, "--walks", "300", "--interpolate", "2", "--out", gif], "at most 256"),
+    ]
+    for argv, message in cases:
+        assert gen(*argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "w.gif").exists() and not (tmp_path / "g.png").exists()

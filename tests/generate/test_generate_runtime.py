@@ -18,6 +18,7 @@ from progan_dsl.devices import parse_device
 from progan_dsl.errors import UserError
 from progan_dsl.generate import media
 from progan_dsl.generate.latents import interpolate, latents, latents_for_seeds, seed_list, slerp
+from progan_dsl.generate.meta import GeneratorMeta
 from progan_dsl.generate.ort import (
     CPU,
     CUDA,
@@ -26,7 +27,6 @@ from progan_dsl.generate.ort import (
     choose_providers,
     provider_note,
 )
-from progan_dsl.generate.meta import GeneratorMeta
 from progan_dsl.generate.sampler import OnnxSampler, open_sampler
 from progan_dsl.images import image_grid, to_pil, to_uint8, write_png
 
