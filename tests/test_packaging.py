@@ -1,6 +1,7 @@
 """The wheel built from the repository works outside it: progan-compile, progan-train --dry-run
 and progan-export run from another folder against the installed files, and the code generator
-installs as progan_dsl.codegen, never as a generic top-level `codegen` package."""
+installs as progan_dsl.codegen, never as a generic top-level `codegen` package. `make setup`
+takes torch from where README says (pip's indexes, or TORCH_INDEX) and keeps one already there."""
 
 from __future__ import annotations
 
@@ -124,3 +125,64 @@ def test_installed_wheel_runs_outside_the_repository(wheel: Path, tmp_path: Path
     script.write_text(EXPORT_FROM_INSTALLED)
     run(str(script), str(spec), str(tmp_path / "ckpt.pt"), str(tmp_path / "g.onnx"))
     assert (tmp_path / "g.onnx").stat().st_size > 1000
+
+
+# ---- make setup: where torch comes from -----------------------------------------------------
+
+FAKE_PYTHON = """#!/bin/sh
+# stands in for the venv's python: logs its arguments, answers `import torch` as told
+echo "$*" >> "$FAKE_LOG"
+case "$*" in
+  "-c import torch") exit "$FAKE_HAS_TORCH" ;;
+  "-c import torch; print(torch.__version__)") echo 2.9.0+cu126 ;;
+esac
+exit 0
+"""
+
+
+def _setup_log(tmp_path: Path, *, has_torch: bool, extra: tuple[str, ...] = ()) -> list[str]:
+    """What `make .venv/.installed` (setup without graphviz) runs against a fake venv python."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / ("venv-with-torch" if has_torch else "venv")
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    log = tmp_path / f"{venv.name}.log"
+    env = {**os.environ, "FAKE_LOG": str(log), "FAKE_HAS_TORCH": "0" if has_torch else "1"}
+    for name in ("TORCH_INDEX", "TORCH_SPEC", "TORCH_VERSION", "MAKEFLAGS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        ["make", "-s", f"{venv}/.installed", f"VENV={venv}", "PYTHON=true", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (venv / ".installed").exists()
+    return log.read_text().splitlines()
+
+
+def test_setup_installs_the_pinned_torch_from_pips_own_indexes(tmp_path: Path) -> None:
+    assert _setup_log(tmp_path, has_torch=False) == [
+        "-c import torch",
+        "-m pip install -q torch==2.13.0",
+        "-m pip install -q -e .[dev,mnist,fid]",
+    ]
+
+
+def test_setup_takes_torch_from_the_index_it_is_given(tmp_path: Path) -> None:
+    url = "https://download.pytorch.org/whl/cpu"
+    log = _setup_log(tmp_path, has_torch=False, extra=(f"TORCH_INDEX={url}",))
+    assert log[1] == f"-m pip install -q --index-url {url} torch==2.13.0"
+    log = _setup_log(tmp_path / "spec", has_torch=False, extra=("TORCH_SPEC=torch>=2.3",))
+    assert log[1] == "-m pip install -q torch>=2.3"
+
+
+def test_setup_keeps_a_torch_already_in_the_venv(tmp_path: Path) -> None:
+    log = _setup_log(tmp_path, has_torch=True, extra=("TORCH_INDEX=https://example.invalid",))
+    assert not any("install -q torch" in line or "--index-url" in line for line in log)
+    assert log[-1] == "-m pip install -q -e .[dev,mnist,fid]"

@@ -20,8 +20,9 @@ the same; only the weights differ from a real demo run).
 
 Beyond README: every relative link and image in README.md and docs/*.md points to an existing
 file (and heading, for `#anchor` links into Markdown); every `progan-*` command line written in
-a shell block of those files uses only options its `--help` lists; and docs/cli.md mentions every
-option of every command in that command's section.
+a shell block of those files uses only options its `--help` lists (for `progan-bench NAME -- ARGS`,
+ARGS against `progan-bench NAME -- --help`); and docs/cli.md mentions every option of every
+command in that command's section.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ MAKE_PROMISES = {
     ],
     "test": ["-m pytest"],
 }
-CLIS = ["compile", "train", "dataset", "metrics", "export", "generate", "import"]
+CLIS = ["compile", "train", "dataset", "metrics", "export", "generate", "import", "bench"]
+BENCHMARKS = ["compile", "loader", "metrics", "inference", "train"]
 DATASET_SUBCOMMANDS = ["create", "info", "verify"]
 
 
@@ -422,10 +424,48 @@ def written_commands(path: Path) -> list[tuple[str, str, list[str]]]:
     return [(w, name, args) for w, name, args in found if name.startswith("progan-")]
 
 
+_BENCH_HELPS: dict[str, str] = {}
+
+
+def bench_help(name: str) -> str:
+    """`progan-bench NAME -- --help` (imports torch for some benchmarks: asked only when used)."""
+    if name not in _BENCH_HELPS:
+        done = subprocess.run(
+            [str(BIN / "progan-bench"), name, "--", "--help"],
+            text=True,
+            capture_output=True,
+            env=environment(),
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, f"progan-bench {name} -- --help failed: {done.stderr}"
+        _BENCH_HELPS[name] = done.stdout
+    return _BENCH_HELPS[name]
+
+
+def wrong_bench_options(where: str, args: list[str]) -> list[str]:
+    """What `progan-bench [NAME ...] -- ARGS` passes after `--` that a named benchmark lacks."""
+    cut = args.index("--")
+    names = [a for a in args[:cut] if not a.startswith("-")] or BENCHMARKS
+    wrong = []
+    for name in names:
+        if name not in BENCHMARKS:
+            wrong.append(f"{where}: progan-bench has no benchmark {name}")
+            continue
+        known = options_of(bench_help(name))
+        for word in args[cut + 1 :]:
+            flag = word.strip("[](){}|").split("=")[0]
+            if flag.startswith("--") and len(flag) > 2 and flag not in known:
+                wrong.append(f"{where}: progan-bench {name} has no option {flag}")
+    return wrong
+
+
 @pytest.mark.parametrize("path", LINKED, ids=[str(p.relative_to(ROOT)) for p in LINKED])
 def test_written_commands_use_real_options(path: Path, helps: dict[str, str]) -> None:
     wrong = []
     for where, name, args in written_commands(path):
+        if name == "progan-bench" and "--" in args:
+            wrong += wrong_bench_options(where, args)
+            args = args[: args.index("--")]
         key = name
         if name == "progan-dataset" and args and args[0] in DATASET_SUBCOMMANDS:
             key = f"progan-dataset {args[0]}"
