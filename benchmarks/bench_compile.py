@@ -20,7 +20,9 @@ SPECS = ["specs/celebahq_1024.yaml", "specs/lsun_256.yaml", "specs/cifar10_32.ya
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser = bench_parser("compile", __doc__)
-    parser.add_argument("specs", nargs="*", default=SPECS)
+    parser.add_argument(
+        "specs", nargs="*", default=SPECS, metavar="SPEC", help=f"default: {' '.join(SPECS)}"
+    )
     add_threads(parser)
     add_output(parser, "compile")
     args = parser.parse_args(argv)
