@@ -13,7 +13,7 @@ from pathlib import Path
 from progan_dsl.cliutil import UserErrorParser, add_version, non_negative_int, positive_int
 from progan_dsl.data.create import CreateOptions, create_dataset
 from progan_dsl.data.dataset import ImageDataset
-from progan_dsl.data.geometry import parse_shape
+from progan_dsl.data.geometry import DOWNSAMPLE_RULE, parse_shape
 from progan_dsl.data.manifest import Manifest, read_manifest, verify_checksums
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import recover_interrupted
@@ -90,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing (exit 0) if --out already holds this dataset with the same options",
     )
-    create.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    create.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar and no summary: only errors and warnings (skipped files) on stderr",
+    )
     for name, text in (("info", "print a dataset's manifest"), ("verify", "check checksums")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("dir", type=Path, help="dataset directory")
@@ -136,7 +141,15 @@ def _create(args: argparse.Namespace) -> int:
     )
     result = create_dataset(options)
     if result.reused:
-        print(f"{result.path}: dataset with these options exists, skipped")
+        if not args.quiet:
+            print(f"{result.path}: dataset with these options exists, skipped")
+        if result.manifest.get("downsampling") != DOWNSAMPLE_RULE:
+            print(
+                f"note: {result.path} was made by an earlier progan-dsl, whose lower levels "
+                "average the stored (rounded) level above and can differ from the official "
+                "dataset tool's by one grey level; --force re-creates it with the official rule",
+                file=sys.stderr,
+            )
         return 0
     skipped = result.manifest["skipped"]
     if skipped:
@@ -145,8 +158,9 @@ def _create(args: argparse.Namespace) -> int:
             print(f"  {entry['file']}: {entry['reason']}", file=sys.stderr)
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more (see manifest.json)", file=sys.stderr)
-    dataset = ImageDataset(result.path)
-    print(describe(dataset.path, dataset.format))
+    if not args.quiet:
+        dataset = ImageDataset(result.path)
+        print(describe(dataset.path, dataset.format))
     return 0
 
 

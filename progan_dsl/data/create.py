@@ -2,7 +2,8 @@
 
 Pipeline: open the source -> check the free space -> decode candidates in chunks on a thread pool
 (unreadable files are skipped and listed) -> write the top level and, chunk by chunk, every lower
-level as the 2x2 box average of the stored level above -> preview -> checksums -> manifest (last).
+level as the 2x2 box average of the unrounded level above (`geometry.DOWNSAMPLE_RULE`, the
+official dataset tool's) -> preview -> checksums -> manifest (last).
 
 Atomicity (`fsutil.staged_dir`): everything is written into the hidden sibling `.DIR.tmp-<pid>`,
 which becomes `DIR` only when complete, under a locked journal `.DIR.txn-<pid>.json`. A failure
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 import progan_dsl
 from progan_dsl.data.dataset import ImageDataset
-from progan_dsl.data.geometry import DOWNSAMPLE_RULE, Geometry, box_downsample
+from progan_dsl.data.geometry import DOWNSAMPLE_RULE, Geometry, pyramid
 from progan_dsl.data.imageops import FitMode, prepare
 from progan_dsl.data.manifest import (
     FORMAT_NAME,
@@ -275,10 +276,8 @@ def _build(source: Source, geometry: Geometry, opts: CreateOptions, tmp: Path) -
 def _write_rows(writers: Sequence[NpyWriter], block: np.ndarray) -> None:
     """Append a chunk [n, C, H, W] of top-level images and every level below it (writers are
     ordered top level first)."""
-    for i, writer in enumerate(writers):
-        if i:
-            block = box_downsample(block)
-        writer.append(block)
+    for writer, level in zip(writers, pyramid(block, len(writers)), strict=True):
+        writer.append(level)
 
 
 def _fsync_file(path: Path) -> None:

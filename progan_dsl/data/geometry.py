@@ -6,13 +6,20 @@ the longer side of the largest image. Each level doubles both sides of the one b
 levels of a 4x8 dataset at resolution 32 are 4x8, 8x16 and 16x32. Levels are named by their
 longer side ("resolution"), matching the generator's blocks.
 
-Downsampling rule (the one written in the manifest): level k is computed from the *stored uint8*
-level k+1 as the mean of each 2x2 block in float32 (exact: the sum of four uint8 values and a
-quarter of it are representable), then rounded half to even (`np.rint`) and cast to uint8.
+Downsampling rule (the one written in the manifest, `DOWNSAMPLE_RULE`), that of the official
+dataset tool (tkarras/progressive_growing_of_gans dataset_tool.py, `TFRecordExporter.add_image`):
+each level is the float32 mean of each 2x2 block of the *unrounded* float level above,
+`(x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]) * 0.25`, starting from the top
+level, and is stored as `rint(x).clip(0, 255)` in uint8 (round half to even). The float values
+are exact (multiples of 4^-k below 256 need at most 8 + 2k bits: exact in float32 down to 8
+halvings, 1024 -> 4), so level k is also the rounded mean of each 2^k x 2^k block of the top.
+Datasets made before this rule averaged the stored, rounded level above (`STORED_MEAN_RULE`);
+they stay readable, and their levels differ from these by at most one grey level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +27,11 @@ import numpy as np
 from progan_dsl.errors import UserError
 
 DOWNSAMPLE_RULE = (
+    "level k = rint(x_k).clip(0, 255) as uint8, x_top = the top level, x_k = float32 mean of each "
+    "2x2 block of the unrounded x_(k+1), (a + b + c + d) * 0.25 (official dataset_tool.py); "
+    "rint = round half to even"
+)
+STORED_MEAN_RULE = (  # the rule of datasets made by earlier versions (read as they are)
     "level k = rint(mean of each 2x2 block of the stored uint8 level k+1), mean in float32 "
     "(exact), rint = round half to even; computed level by level from the level above"
 )
@@ -68,8 +80,25 @@ class Geometry:
         return self.base_shape[0] * scale, self.base_shape[1] * scale
 
 
-def box_downsample(images: np.ndarray) -> np.ndarray:
-    """[N, C, H, W] uint8 -> [N, C, H/2, W/2] uint8 by the rule in `DOWNSAMPLE_RULE`."""
-    x = images.astype(np.float32)
+def box_mean(images: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] (uint8 or float32) -> float32 [N, C, H/2, W/2], the mean of each 2x2 block
+    computed as the official dataset tool does: ((a + b) + c) + d, then times 0.25, in float32."""
+    x = images.astype(np.float32, copy=False)
     total = x[..., 0::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 0::2] + x[..., 1::2, 1::2]
-    return np.rint(total * np.float32(0.25)).astype(np.uint8)
+    return total * np.float32(0.25)
+
+
+def quantise(levels: np.ndarray) -> np.ndarray:
+    """Float level -> stored uint8: `rint(x).clip(0, 255)` (round half to even), as the official
+    dataset tool stores it."""
+    return np.rint(levels).clip(0, 255).astype(np.uint8)
+
+
+def pyramid(top: np.ndarray, count: int) -> Iterator[np.ndarray]:
+    """The stored uint8 levels of a block of top-level images [N, C, H, W] uint8, top first,
+    `count` levels in all, by `DOWNSAMPLE_RULE` (each level from the unrounded one above)."""
+    level: np.ndarray = top
+    for k in range(count):
+        if k:
+            level = box_mean(level)
+        yield level if k == 0 else quantise(level)

@@ -32,11 +32,38 @@ def _levels(path: Path) -> dict[tuple[int, int], np.ndarray]:
     return {tuple(lv["shape"]): np.load(path / lv["file"]) for lv in manifest["levels"]}
 
 
-def _average_2x2(images: np.ndarray) -> np.ndarray:
-    """Reference: float64 mean of each 2x2 block, rounded half to even."""
-    n, c, h, w = images.shape
-    mean = images.astype(np.float64).reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
-    return np.round(mean).astype(np.uint8)
+def _official_levels(images_nchw: np.ndarray, count: int) -> list[np.ndarray]:
+    """Reference: the official dataset_tool.py (`TFRecordExporter.add_image`), one [C, H, W]
+    image at a time, written out again here: each lod averages the unrounded float32 image of
+    the lod above, and every lod is stored as rint(img).clip(0, 255) in uint8. Top level first."""
+    per_image = []
+    for img in images_nchw:
+        lods = []
+        for lod in range(count):
+            if lod:
+                img = img.astype(np.float32)
+                img = (
+                    img[:, 0::2, 0::2]
+                    + img[:, 0::2, 1::2]
+                    + img[:, 1::2, 0::2]
+                    + img[:, 1::2, 1::2]
+                ) * 0.25
+            lods.append(np.rint(img).clip(0, 255).astype(np.uint8))
+        per_image.append(lods)
+    return [np.stack([lods[k] for lods in per_image]) for k in range(count)]
+
+
+def _block_mean(top: np.ndarray, factor: int) -> np.ndarray:
+    """A second reference: the float64 mean of each factor x factor block of the top level,
+    rounded half to even (the same as the official chain: its float32 values are exact)."""
+    n, c, h, w = top.shape
+    blocks = top.astype(np.float64).reshape(n, c, h // factor, factor, w // factor, factor)
+    return np.round(blocks.mean(axis=(3, 5))).astype(np.uint8)
+
+
+def _stored_mean(images: np.ndarray) -> np.ndarray:
+    """The rule of datasets made by earlier versions: the rounded mean of the *stored* level."""
+    return _block_mean(images, 2)
 
 
 def _create(tmp_path: Path, source: str | Path, *args: str, out: str = "ds") -> tuple[int, Path]:
@@ -66,23 +93,33 @@ def _photo_folder(root: Path) -> Path:
     return root
 
 
-def test_each_level_is_the_rounded_2x2_average_of_the_level_above(tmp_path: Path) -> None:
+def test_levels_are_the_official_dataset_tools(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
     # Hand-made ties: the 2x2 block means 0.5 and 1.5 round half to even, to 0 and 2.
     images[0, 0:2, 0:2, 0] = [[0, 0], [1, 1]]
     images[0, 0:2, 2:4, 0] = [[1, 1], [2, 2]]
+    # A 4x4 block whose 16x16 floats are 0.5, 0.5, 0.5, 1.5: stored as 0, 0, 0, 2, whose mean
+    # 0.5 rounds to 0; the official tool averages the floats: 0.75 rounds to 1.
+    images[1, 0:4, 0:4, 1] = [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 1, 1], [1, 1, 2, 2]]
     code, out = _create(tmp_path, _npy(tmp_path, images), "--resolution", "32")
     assert code == 0
     levels = _levels(out)
     assert sorted(levels) == [(4, 4), (8, 8), (16, 16), (32, 32)]
-    np.testing.assert_array_equal(levels[(32, 32)], images.transpose(0, 3, 1, 2))  # NCHW
-    for size in (16, 8, 4):
-        np.testing.assert_array_equal(levels[(size, size)], _average_2x2(levels[(2 * size,) * 2]))
+    top = images.transpose(0, 3, 1, 2)  # NCHW
+    np.testing.assert_array_equal(levels[(32, 32)], top)
+    official = _official_levels(top, 4)
+    for k, size in enumerate((32, 16, 8, 4)):
+        np.testing.assert_array_equal(levels[(size, size)], official[k])
+        np.testing.assert_array_equal(levels[(size, size)], _block_mean(top, 2**k))
     assert levels[(16, 16)][0, 0, 0, 0] == 0 and levels[(16, 16)][0, 0, 0, 1] == 2
+    assert levels[(16, 16)][1, 1, 0:2, 0:2].tolist() == [[0, 0], [0, 2]]
+    assert levels[(8, 8)][1, 1, 0, 0] == 1
+    assert _stored_mean(levels[(16, 16)])[1, 1, 0, 0] == 0  # the earlier rule: one grey level off
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["num_images"] == 7 and manifest["channels"] == 3
     assert manifest["resolutions"] == [4, 8, 16, 32]
+    assert "unrounded" in manifest["downsampling"] and "official" in manifest["downsampling"]
     for level in manifest["levels"]:
         assert level["sha256"] == hashlib.sha256((out / level["file"]).read_bytes()).hexdigest()
     assert (out / "preview.png").is_file()
@@ -140,8 +177,9 @@ def test_non_square_base_shape(tmp_path: Path) -> None:
     assert dataset.resolutions == [8, 16, 32]
     assert [dataset.shape(r) for r in dataset.resolutions] == [(4, 8), (8, 16), (16, 32)]
     assert dataset.images(32).shape == (3, 3, 16, 32)
-    for res in (16, 8):
-        np.testing.assert_array_equal(dataset.images(res), _average_2x2(dataset.images(2 * res)))
+    official = _official_levels(np.asarray(dataset.images(32)), 3)
+    for k, res in enumerate((32, 16, 8)):
+        np.testing.assert_array_equal(dataset.images(res), official[k])
 
 
 def test_seed_and_max_images_pick_a_seeded_subset(tmp_path: Path) -> None:
@@ -260,7 +298,13 @@ def test_existing_output_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert _create(tmp_path, src, "--resolution", "8")[0] == 2
     assert "already holds a dataset" in capsys.readouterr().err
     assert _create(tmp_path, src, "--resolution", "8", "--skip-existing")[0] == 0
-    assert "skipped" in capsys.readouterr().out
+    assert capsys.readouterr() == ("", "")  # --quiet: nothing at all
+    args = ["create", "--source", str(src), "--out", str(tmp_path / "ds"), "--resolution", "8"]
+    assert dataset_main([*args, "--skip-existing"]) == 0
+    assert capsys.readouterr() == (
+        f"{tmp_path / 'ds'}: dataset with these options exists, skipped\n",
+        "",
+    )
     assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["created"] == created
     assert (
         _create(tmp_path, src, "--resolution", "8", "--skip-existing", "--max-images", "2")[0] == 2
@@ -273,6 +317,42 @@ def test_existing_output_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert _create(tmp_path, src, "--resolution", "8", "--force", out="mine")[0] == 2
     assert "is not a dataset" in capsys.readouterr().err
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_quiet_prints_nothing_and_the_summary_comes_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _npy(tmp_path, np.random.default_rng(5).integers(0, 256, (5, 8, 8), np.uint8))
+    capsys.readouterr()
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 0  # _create passes --quiet
+    assert capsys.readouterr() == ("", "")
+    args = ["create", "--source", str(src), "--resolution", "8", "--out", str(tmp_path / "loud")]
+    assert dataset_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"dataset   {tmp_path / 'loud'}\n") and "level_8x8.npy" in out
+
+
+def test_skip_existing_notes_a_dataset_made_with_the_earlier_downsampling_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Datasets made by earlier versions (lower levels from the stored, rounded level above)
+    are still read as they are, and reused by --skip-existing with a note."""
+    src = _npy(tmp_path, np.random.default_rng(5).integers(0, 256, (5, 8, 8), np.uint8))
+    assert _create(tmp_path, src, "--resolution", "8")[0] == 0
+    path = tmp_path / "ds" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["downsampling"] = (
+        "level k = rint(mean of each 2x2 block of the stored uint8 level k+1), mean in float32 "
+        "(exact), rint = round half to even; computed level by level from the level above"
+    )
+    path.write_text(json.dumps(manifest))
+    assert ImageDataset(tmp_path / "ds").images(4).shape == (5, 1, 4, 4)
+    capsys.readouterr()
+    assert _create(tmp_path, src, "--resolution", "8", "--skip-existing")[0] == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"note: {tmp_path / 'ds'} was made by an earlier")
+    assert "--force re-creates it with the official rule" in err
+    assert json.loads(path.read_text()) == manifest  # reused, not rewritten
 
 
 def test_labels_come_from_class_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
