@@ -2,7 +2,9 @@
 
 `--device` takes `cpu`, `cuda` or `cuda:<index>`; without it, commands use CUDA when torch sees a
 GPU and the CPU otherwise. `parse_device` only reads the text (torch-free, so onnxruntime code can
-use it); `torch_device` also checks that a requested GPU exists.
+use it); `torch_device` also checks that a requested GPU exists; `rank_device` is the device of one
+training process: a single process uses the index given (`cuda:1` is cuda:1), and under torchrun
+local rank i uses the i-th GPU counted from it (`cuda` or none: cuda:i; `cuda:K`: cuda:K+i).
 
 Threads: torch's default (one per core, spinning OpenMP workers) collapses as soon as other work
 takes a core. Measured on 2 cores: with one other busy process the tiny spec took 103 s with 2
@@ -49,6 +51,27 @@ def torch_device(text: str | None = None) -> torch.device:
         raise UserError(f"--device {text}: no CUDA GPU is available here (use --device cpu)")
     if index >= torch.cuda.device_count():
         raise UserError(f"--device {text}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def rank_device(text: str | None, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
+    """The device of training process `local_rank` of `local_world_size` on this node (a single
+    process is local rank 0 of 1): `torch_device(text)`, with CUDA indices counted from the one
+    given. `UserError` when the node's processes need more GPUs than there are."""
+    import torch
+
+    device = torch_device(text)
+    if device.type != "cuda":
+        return device
+    first = device.index or 0
+    index = first + local_rank
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UserError(
+            f"--device {text or 'cuda'}: local rank {local_rank} of {local_world_size} would use "
+            f"cuda:{index}, but there are {count} CUDA device(s); start at most {count - first} "
+            f"process(es) per node from cuda:{first} (each process takes the next GPU)"
+        )
     return torch.device("cuda", index)
 
 
@@ -100,6 +123,21 @@ def default_threads(busy: float | None = None, cores: int | None = None) -> int:
     return max(1, min(cores, cores - math.floor(busy + 0.5) - SPARE_CORES))
 
 
+def process_threads(
+    requested: int | None, device: torch.device, local_world_size: int, *, launched: bool
+) -> int | None:
+    """CPU compute threads of one training process: `requested` (`--threads`) if given; on the
+    CPU, one share of the cores per process under torchrun (`launched`: torchrun itself sets
+    OMP_NUM_THREADS=1), else `default_threads`; None (torch's default) for a GPU run."""
+    if requested is not None:
+        return requested
+    if device.type != "cpu":
+        return None
+    if launched:
+        return max(1, usable_cores() // max(1, local_world_size))
+    return default_threads()
+
+
 def device_text(device: torch.device) -> str:
     """The `--device` spelling of a torch device ('cpu', 'cuda:0')."""
     return "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
@@ -111,6 +149,8 @@ __all__ = [
     "default_threads",
     "device_text",
     "parse_device",
+    "process_threads",
+    "rank_device",
     "torch_device",
     "usable_cores",
 ]

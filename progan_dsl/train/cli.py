@@ -1,6 +1,10 @@
 """`progan-train`: parse the command line, print the schedule (`--dry-run`) or call `train`.
 
-Thin on purpose: the run itself is `progan_dsl.train.loop.train`.
+Thin on purpose: the run itself is `progan_dsl.train.loop.train`. The StyleGAN-style options
+(`--snap`, `--mirror`, `--metrics`) are spelled-out `--set` overrides of the spec's own fields,
+so they land in the run's spec.yaml and spec.resolved.yaml like any other setting. At the
+boundary with the loop, two failures become one clear message: out of memory (the minibatch does
+not fit: what would) and, under torchrun, a peer process that died.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from progan_dsl.cliutil import (
     add_common,
@@ -20,9 +24,12 @@ from progan_dsl.cliutil import (
     positive_int,
     seed_int,
 )
+from progan_dsl.errors import EXIT_USER_ERROR, UserError
 
 if TYPE_CHECKING:
     from progan_dsl.spec import LoadedSpec
+
+EXIT_PEER_LOST = 4  # exit status when another process of a torchrun job died
 
 EXAMPLES = """\
 examples:
@@ -31,13 +38,18 @@ examples:
   progan-train specs/celebahq_1024.yaml --data data/celebahq --resume auto
   progan-train specs/mnist_32.yaml --resume runs/00003-mnist_32/checkpoints/checkpoint-000120000.pt
   progan-train specs/mnist_32.yaml --set training.schedule.total_kimg=120 --dry-run
+  progan-train specs/ffhq_256.yaml --data data/ffhq --snap 10 --mirror --metrics swd,fid
   torchrun --standalone --nproc_per_node 2 -m progan_dsl.train specs/mnist_32.yaml --device cpu
+  torchrun --standalone --nproc_per_node 4 --max-restarts 3 -m progan_dsl.train \
+      specs/celebahq_1024.yaml --data data/celebahq --resume auto
 
 A run folder (OUTDIR/NNNNN-<spec name>/) holds the spec (as given and resolved), the graph dump,
 log.jsonl, log.txt, grids/, plots/, tensorboard/ and checkpoints/. Ctrl-C or SIGTERM writes a
-checkpoint and prints the command that resumes. Exit status: 0 done, 2 bad input (or a full
-disk), 3 a non-finite loss stopped the run (rolled back to the last checkpoint), 130/143 stopped
-by SIGINT/SIGTERM after a checkpoint.
+checkpoint and prints the command that resumes. A closed stdout (`| head`) does not stop a run:
+its lines then go to log.txt only. Exit status: 0 done, 2 bad input (a full disk, a minibatch
+that does not fit in memory), 3 a non-finite loss stopped the run (rolled back to the last
+checkpoint), 4 another process of a torchrun job died, 130/143 stopped by SIGINT/SIGTERM after a
+checkpoint.
 """
 
 
@@ -58,9 +70,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--outdir", metavar="DIR", default="runs", help="where run folders go (runs)")
     p.add_argument(
         "--kimg",
-        type=positive_float,
+        type=kimg_amount,
         metavar="N",
         help="train for N thousand images in all (default: the spec's total_kimg)",
+    )
+    p.add_argument(
+        "--snap",
+        type=positive_int,
+        metavar="N",
+        help="checkpoint every N ticks, i.e. training.snapshot.every_kimg = N x "
+        "training.tick_kimg (StyleGAN's --snap; default: the spec's interval)",
+    )
+    p.add_argument(
+        "--mirror",
+        type=on_off,
+        nargs="?",
+        const=True,
+        metavar="1|0",
+        help="random x-flips of the training images: training.dataset.mirror "
+        "(--mirror or --mirror=1 on, --mirror=0 off; default: the spec's)",
+    )
+    p.add_argument(
+        "--metrics",
+        type=metric_list,
+        metavar="NAME,...",
+        help="metrics computed during training: training.evaluation.metrics (swd, msssim, fid, "
+        "kid), at every checkpoint unless the spec sets training.evaluation.every_kimg",
     )
     p.add_argument(
         "--resume",
@@ -120,6 +155,71 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def kimg_amount(text: str) -> float:
+    """`--kimg`: a finite number > 0 and at most the spec's bound on kimg values."""
+    from progan_dsl.spec.models import MAX_KIMG
+
+    value = positive_float(text)
+    if value > MAX_KIMG:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the {MAX_KIMG:,.0f} kimg allowed")
+    return value
+
+
+def on_off(text: str) -> bool:
+    """`--mirror=1`: 1/0, true/false, yes/no, on/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not 1 or 0 (or true/false, on/off)")
+
+
+def metric_list(text: str) -> list[str]:
+    """`--metrics swd,fid`: names the registry knows and training can compute."""
+    from typing import get_args
+
+    from progan_dsl.metrics.registry import resolve_metric_names
+    from progan_dsl.spec.models import MetricName
+
+    try:
+        names = resolve_metric_names([n for n in text.split(",") if n.strip()])
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    allowed = get_args(MetricName)
+    for name in names:
+        if name not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"'{name}' is not computed during training (training computes: "
+                f"{', '.join(allowed)}); use progan-metrics on a checkpoint for it"
+            )
+    return names
+
+
+def style_overrides(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(option, its `--set` arguments) for each StyleGAN-style option given, in the spec's
+    terms; applied after the `--set` arguments."""
+    from progan_dsl.spec import load_spec
+
+    out: list[tuple[str, list[str]]] = []
+    if args.snap is None and args.mirror is None and args.metrics is None:
+        return out
+    base = load_spec(args.spec, overrides=args.overrides).spec.training
+    every = base.snapshot.every_kimg
+    if args.snap is not None:
+        every = float(format(args.snap * base.tick_kimg, ".12g"))  # 3 x 0.064 is 0.192
+        out.append((f"--snap {args.snap}", [f"training.snapshot.every_kimg={every!r}"]))
+    if args.mirror is not None:
+        value = "true" if args.mirror else "false"
+        out.append((f"--mirror={int(args.mirror)}", [f"training.dataset.mirror={value}"]))
+    if args.metrics is not None:
+        sets = [f"training.evaluation.metrics=[{', '.join(args.metrics)}]"]
+        if base.evaluation.every_kimg is None:  # as StyleGAN does: at every snapshot
+            sets.append(f"training.evaluation.every_kimg={every!r}")
+        out.append((f"--metrics {','.join(args.metrics)}", sets))
+    return out
+
+
 def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
     """The text `--dry-run` prints: resolved training settings and the phase schedule."""
     from progan_dsl.compiler import compile_spec
@@ -147,6 +247,7 @@ def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
         f"intervals   tick {training.tick_kimg:g} kimg, "
         f"checkpoint {training.snapshot.every_kimg:g} kimg (keep {training.snapshot.keep}), "
         f"metrics {', '.join(training.evaluation.metrics)} {every_eval}at the end",
+        f"data        x-flips (mirror) {'on' if training.dataset.mirror else 'off'}",
         f"D steps     {training.d_repeats} per G step",
         "",
         format_schedule(schedule, training.d_repeats),
@@ -158,10 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from progan_dsl.spec import load_spec
 
-    loaded = load_spec(args.spec, overrides=args.overrides)
+    styled = style_overrides(args)
+    overrides = [*args.overrides, *(arg for _, sets in styled for arg in sets)]
+    loaded = load_spec(args.spec, overrides=overrides)
+    shown = "; ".join(f"{option}: {', '.join(sets)}" for option, sets in styled)
     if args.dry_run:
-        print(dry_run(loaded, args.kimg, args.device))
+        print((f"options     {shown}\n" if shown else "") + dry_run(loaded, args.kimg, args.device))
         return 0
+    if shown and not args.quiet:  # also in the run's spec.yaml, as --set lines
+        tell(f"options: {shown}", sys.stdout)
     from progan_dsl.train.fast import FastPaths
     from progan_dsl.train.loop import (
         EXIT_DIVERGED,
@@ -191,10 +297,121 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         train(options)
+    except UserError as err:  # printed here, so a closed stderr cannot turn it into exit 0
+        tell(f"error: {err}")
+        return EXIT_USER_ERROR
     except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
+        tell(f"error: {err}")
         return EXIT_DIVERGED
     except TrainingInterrupted as err:
-        print(str(err), file=sys.stderr)
+        tell(str(err))
         return err.exit_code
+    except (RuntimeError, MemoryError) as err:
+        message = out_of_memory_message(err, loaded, args)
+        if message is not None:
+            tell(f"error: {message}")
+            return EXIT_USER_ERROR
+        from progan_dsl.train.distributed import launched, peer_lost
+
+        if launched() and peer_lost(err):
+            tell(f"error: {peer_lost_message(err, args)}")
+            return EXIT_PEER_LOST
+        raise
     return 0
+
+
+def tell(line: str, stream: Any = None) -> None:
+    """One line on stderr (or `stream`); a reader that went away is no reason to fail."""
+    try:
+        print(line, file=stream or sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+# ---- failures at the boundary with the loop ----------------------------------------------------
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's "can't allocate memory", a MemoryError."""
+    import torch
+
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _where(err: BaseException) -> tuple[Any, Any]:
+    """The Trainer and RunRecorder of the frames `err` went through (None where not found)."""
+    from progan_dsl.train.recorder import RunRecorder
+    from progan_dsl.train.trainer import Trainer
+
+    trainer = recorder = None
+    tb = err.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if trainer is None and isinstance(value, Trainer):
+                trainer = value
+            if recorder is None and isinstance(value, RunRecorder):
+                recorder = value
+        tb = tb.tb_next
+    return trainer, recorder
+
+
+def smaller_minibatch(minibatch: int, group: int | None, world_size: int) -> int | None:
+    """About half of `minibatch` that still splits into whole minibatch-stddev groups over
+    `world_size` processes; None when no smaller one does."""
+    unit = world_size * (min(group, minibatch) if group else 1)
+    smaller = (minibatch // 2) // unit * unit
+    return smaller if 0 < smaller < minibatch else None
+
+
+def out_of_memory_message(
+    err: BaseException, loaded: LoadedSpec, args: argparse.Namespace
+) -> str | None:
+    """What to say when training ran out of memory (None if `err` is something else)."""
+    if not is_out_of_memory(err):
+        return None
+    import os
+
+    trainer, recorder = _where(err)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    group = loaded.spec.architecture.mbstd_group_size
+    if trainer is None or trainer.phase is None:
+        where, hint = "", "a smaller minibatch (--set training.schedule.minibatch.RES=N)"
+    else:
+        phase = trainer.phase
+        res, batch = phase.resolution, phase.minibatch
+        where = (
+            f" at {res}x{res} ({phase.stage.phase}, {trainer.images_shown / 1000:g} kimg): "
+            f"minibatch {batch} does not fit in {trainer.device}'s memory"
+        )
+        smaller = smaller_minibatch(batch, group, world)
+        hint = (
+            f"a smaller minibatch, e.g. --set training.schedule.minibatch.{res}={smaller}"
+            if smaller
+            else f"a device with more memory (minibatch {batch} is the smallest that splits "
+            f"into whole minibatch-stddev groups over {world} process(es))"
+        )
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    kept = ""
+    if recorder is not None:
+        kept = (
+            f"; the run folder {recorder.run.path} keeps its checkpoints (nothing was written "
+            f"after the last one): add --resume {recorder.run.path} to go on from there"
+        )
+    return f"out of memory{where} ({first[:200]}). Try {hint}{kept}"
+
+
+def peer_lost_message(err: BaseException, args: argparse.Namespace) -> str:
+    import os
+
+    rank = os.environ.get("RANK", "?")
+    return (
+        f"rank {rank}: another process of this torchrun job died (a collective failed: "
+        f"{str(err).strip().splitlines()[0][:160]}); its own output says why. With "
+        f"--max-restarts, torchrun restarts the workers and they resume from the newest "
+        f"checkpoint; otherwise resume with --resume auto"
+    )

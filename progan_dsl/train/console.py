@@ -7,11 +7,17 @@ its total, and shows phase, alpha, img/s and an ETA weighted by each resolution'
 A tick whose throughput collapses against the best seen at its resolution says so (on a machine
 busy with other work, fewer torch threads than cores is much faster). Rank 0 only; `quiet`
 prints nothing but keeps log.txt.
+
+A reader that goes away (`progan-train ... | head`, a closed pager or terminal) never stops a
+run: a bar whose stream is closed is dropped, and once stdout is closed the lines go to log.txt
+only (one note on stderr says so, if stderr is still there).
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,16 +86,51 @@ class Progress:
         return not self._bar.disable
 
     def update(self, images_shown: int, text: str) -> None:
+        if not self.active:
+            return
         shown = min(images_shown, self.total)  # never past the total (tqdm would warn and clamp)
-        self._bar.update((shown - self._last) / 1000)
+        try:
+            self._bar.update((shown - self._last) / 1000)
+            self._bar.set_postfix_str(text, refresh=False)
+        except OSError as err:
+            if not closed_stream(err):
+                raise
+            self.drop()
         self._last = shown
-        self._bar.set_postfix_str(text, refresh=False)
 
     def write(self, line: str) -> None:
+        """`line` on stdout above the bar (raises what the streams raise)."""
         self._bar.write(line, file=sys.stdout)
 
+    def drop(self) -> None:
+        """Stop drawing (its stream went away) without writing to it again."""
+        self._bar.disable = True
+
     def close(self) -> None:
-        self._bar.close()
+        try:
+            self._bar.close()
+        except OSError as err:
+            if not closed_stream(err):
+                raise
+
+
+def closed_stream(err: OSError) -> bool:
+    """Whether a write failed because the reader went away (a closed pipe or pager)."""
+    return isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE
+
+
+def silence_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so what is still buffered for a closed pipe (and
+    Python's flush at exit) goes nowhere instead of raising again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class Console:
@@ -107,8 +148,11 @@ class Console:
     ) -> None:
         self.run_path, self.trainer, self.schedule = run_path, trainer, schedule
         self.main, self.quiet = main, quiet
+        self.stdout_closed = False  # the reader of stdout went away: lines go to log.txt only
         self.log_path = run_path / TEXT_LOG
         self.best: dict[int, float] = {}
+        self.start_images = trainer.images_shown  # where this invocation started
+        self.run_seconds: float | None = None  # the run's training time at the last tick
         self.progress: Progress | None = None
         if main:
             self.progress = Progress(schedule.total, trainer.images_shown, enabled=progress)
@@ -117,14 +161,45 @@ class Console:
         """One line on stdout (above the bar) and, timestamped, in the run's log.txt."""
         if not self.main:
             return
-        if not self.quiet:
-            if self.progress is not None and self.progress.active:
-                self.progress.write(line)
-            else:
-                print(line, flush=True)
+        if not (self.quiet or self.stdout_closed):
+            self._show(line)
+        self._log(line)
+
+    def _log(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write("".join(f"{stamp}  {part}\n" for part in line.splitlines()))
+
+    def _show(self, line: str) -> None:
+        """`line` on stdout; a closed stream (bar or stdout) is dropped, never the run."""
+        if self.progress is not None and self.progress.active:
+            try:
+                self.progress.write(line)
+                return
+            except OSError as err:
+                if not closed_stream(err):
+                    raise
+                self.progress.drop()  # stdout or the bar's stream: a plain print tells which
+        try:
+            print(line, flush=True)
+        except OSError as err:
+            if not closed_stream(err):
+                raise
+            self._stdout_went_away()
+
+    def _stdout_went_away(self) -> None:
+        self.stdout_closed = True
+        silence_stdout()
+        note = (
+            "note: stdout was closed (its reader went away); training goes on, its lines go to "
+            f"{self.log_path} only"
+        )
+        self._log(note)
+        try:
+            print(note, file=sys.stderr, flush=True)
+        except OSError as err:
+            if not closed_stream(err):
+                raise
 
     def announce(self, *, continuing: bool, env: Any, data: Path, dataset: ImageDataset) -> None:
         """The three lines a run starts with: where, what, on what."""
@@ -150,13 +225,27 @@ class Console:
         """The lines a finished run ends with (the progress bar closed first)."""
         self.close()
         speeds = ", ".join(f"{r}x{r} {v:.1f}" for r, v in sorted(img_per_s.items()))
-        self.say(
-            f"done: {self.trainer.images_shown / 1000:g} kimg in {format_duration(seconds)} "
-            f"(img/s: {speeds}); run folder {self.run_path}"
-        )
+        self.say(f"{self.done_text(seconds)} (img/s: {speeds}); run folder {self.run_path}")
         if metrics:
             self.say("final metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self.say(f"last grid: {self.run_path / 'grids' / 'latest.png'}")
+
+    def done_text(self, seconds: float) -> str:
+        """'done: ...': a run that started here counts one span; one that went on from a
+        checkpoint says where the run stands and what this invocation did, each labelled."""
+        now = self.trainer.images_shown
+        if not self.start_images:
+            return f"done: {now / 1000:g} kimg in {format_duration(seconds)}"
+        run_time = (
+            f" after {format_duration(self.run_seconds)} of training in all"
+            if self.run_seconds is not None
+            else ""
+        )
+        return (
+            f"done: the run is at {now / 1000:g} kimg{run_time}; this invocation trained "
+            f"{(now - self.start_images) / 1000:g} kimg (from {self.start_images / 1000:g} "
+            f"kimg) in {format_duration(seconds)}"
+        )
 
     def phase(self, p: Phase) -> None:
         self.say(
@@ -186,6 +275,7 @@ class Console:
             f"{record['phase']:<6} alpha {record['alpha']:.3f}  {ips:8.1f} img/s  {losses}  "
             f"time {format_duration(record['elapsed_s'])}"
         )
+        self.run_seconds = float(record["elapsed_s"])
         self._check_collapse(res, ips)
 
     def _check_collapse(self, res: int, ips: float) -> None:

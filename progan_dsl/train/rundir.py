@@ -17,8 +17,8 @@ A run folder `OUTDIR/NNNNN-<spec name>/` holds
 Every file is written so that a kill at any instant leaves it whole: whole files go through a
 temporary file, fsync and rename; the log is appended one line per `write` system call on an
 O_APPEND descriptor, so a line is either all there or not there. A training process holds an OS
-lock on `RUN/.lock` (flock) while it runs, so a second trainer on the same folder stops with a
-clear message instead of doubling the log.
+lock on `RUN/.lock` (flock, on the real folder: links to it share the lock) while it runs, so a
+second trainer on the same folder stops with a clear message instead of doubling the log.
 """
 
 from __future__ import annotations
@@ -99,19 +99,16 @@ class RunDir:
         return self.path / "abandoned"
 
     def lock(self) -> RunLock:
-        """Hold the run folder for this process (raises `UserError` if another one holds it)."""
-        return RunLock(self.path / LOCK_NAME)
+        """Hold the run folder for this process (raises `UserError` if another one holds it).
+        The lock is the real folder's, however the folder was named (a symlink, `..`)."""
+        return RunLock(self.path.resolve() / LOCK_NAME)
 
     def abandon_after(self, images_shown: int, dropped_log: list[dict[str, Any]]) -> Path | None:
         """Move checkpoints newer than `images_shown` (and the log records past it) into
         `abandoned/<time>/`: resuming an older checkpoint makes them another future. Without
         later checkpoints nothing moves (records past the last checkpoint of a killed run are
         recomputed identically by the resumed run)."""
-        later = [
-            p
-            for p in list_checkpoints(self.checkpoints)
-            if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > images_shown
-        ]  # type: ignore[union-attr]
+        later = [p for p in list_checkpoints(self.checkpoints) if _shown(p) > images_shown]
         if not later:  # only the torn tail of a killed run: it is recomputed identically
             return None
         target = self.abandoned / time.strftime("%Y%m%d-%H%M%S")
@@ -136,6 +133,12 @@ class RunDir:
                     item.unlink(missing_ok=True)
                     removed.append(item)
         return removed
+
+
+def _shown(checkpoint: Path) -> int:
+    """The images shown that a listed checkpoint's name says."""
+    match = CHECKPOINT_PATTERN.match(checkpoint.name)
+    return int(match.group(1)) if match else -1
 
 
 def list_runs(outdir: str | Path) -> list[RunDir]:

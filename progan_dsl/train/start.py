@@ -5,6 +5,13 @@ checkpoint of this spec's newest run (`--resume auto`), or a given checkpoint fi
 continuing its run folder when the spec is the same and starting a new one when only training
 settings changed. The checkpoint is read once per process. Also owns the preflight checks:
 the dataset fits the spec and the schedule, the minibatches split over the processes.
+
+Paths are resolved once, here: a symlink to a run folder or checkpoint continues the real run
+folder in place (and its lock is the real folder's). Under an elastic restart (torchrun
+`--max-restarts`, `DistEnv.restart` > 0) the workers resume from the newest intact checkpoint of
+the run the first attempt trained: `--resume auto` or nothing given: the newest run of this spec in
+OUTDIR; a checkpoint of a run continued in place: that run folder's newest; a run started from
+weights: the run folder it made, the newest of this spec in OUTDIR (nothing yet: a new run).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from progan_dsl.errors import UserError
 from progan_dsl.spec import LoadedSpec
 from progan_dsl.spec.models import require_whole_groups
 from progan_dsl.train import distributed as distr
-from progan_dsl.train.rundir import RunDir, newest_run_of_spec, run_of_checkpoint
+from progan_dsl.train.rundir import newest_run_of_spec, run_of_checkpoint
 from progan_dsl.train.schedule import Schedule
 
 
@@ -40,34 +47,64 @@ class _Decision:
     notes: tuple[str, ...]
 
 
-def _decide(
-    resume: str | None, outdir: str | Path, loaded: LoadedSpec
+def _skipped(ckpt: Checkpoint) -> tuple[str, ...]:
+    return tuple(f"skipped a damaged checkpoint: {why}" for why in ckpt.skipped)
+
+
+def _auto(
+    outdir: str | Path, loaded: LoadedSpec, why: str = ""
 ) -> tuple[_Decision, Checkpoint | None]:
-    if resume is None:
-        return _Decision(None, None, ()), None
-    if resume == "auto":
-        run = newest_run_of_spec(outdir, loaded.hash)
-        if run is None:
-            return _Decision(None, None, ()), None
-        ckpt = Checkpoint.load(run.path)
-        notes = tuple(f"skipped a damaged checkpoint: {why}" for why in ckpt.skipped)
-        return _Decision(str(ckpt.path), str(run.path), notes), ckpt
-    path = Path(resume)
+    run = newest_run_of_spec(outdir, loaded.hash)
+    if run is None:
+        fresh = f"{why}: no checkpoint of this spec in {outdir} yet, so a new run"
+        return _Decision(None, None, (fresh,) if why else ()), None
+    path = run.path.resolve()
     ckpt = Checkpoint.load(path)
-    notes = tuple(f"skipped a damaged checkpoint: {why}" for why in ckpt.skipped)
+    told = (f"{why}: resuming {ckpt.path}",) if why else ()
+    return _Decision(str(ckpt.path), str(path), told + _skipped(ckpt)), ckpt
+
+
+def _decide(
+    resume: str | None, outdir: str | Path, loaded: LoadedSpec, restart: int = 0
+) -> tuple[_Decision, Checkpoint | None]:
+    elastic = f"torchrun restarted the workers (restart {restart})" if restart else ""
+    if resume is None:
+        return _auto(outdir, loaded, elastic) if restart else (_Decision(None, None, ()), None)
+    if resume == "auto":
+        return _auto(outdir, loaded, elastic)
+    path = Path(resume).resolve()  # a link to a run folder continues the real one
+    ckpt = Checkpoint.load(path)
     assert ckpt.path is not None
     run = run_of_checkpoint(ckpt.path)
     if ckpt.spec_hash == loaded.hash and ckpt.resumable:
         if run is not None and run.info().get("spec_hash") != loaded.hash:
             run = None
-        return _Decision(str(ckpt.path), str(run.path) if run else None, notes), ckpt
+        if restart and run is not None and path.is_file():  # the run's newest, not the file
+            ckpt = Checkpoint.load(run.path)
+            assert ckpt.path is not None
+        if run is None:
+            if restart:  # the first attempt made a run folder: continue that one
+                return _auto(outdir, loaded, elastic)
+            return _Decision(str(ckpt.path), None, (_new_from(ckpt, "a new run folder"),)), ckpt
+        notes = ((f"{elastic}: resuming {ckpt.path}",) if restart else ()) + _skipped(ckpt)
+        return _Decision(str(ckpt.path), str(run.path), notes), ckpt
     if ckpt.loaded.spec.architecture != loaded.spec.architecture:
         raise UserError(
             f"{ckpt.path}: the checkpoint's spec '{ckpt.loaded.spec.name}' has a "
             f"different architecture than {loaded.path}; resume with that spec"
         )
+    if restart:  # the first attempt made a new run folder from these weights: continue it
+        return _auto(outdir, loaded, elastic)
     # Same networks, other training settings (or weights only): a new run folder from its weights.
-    return _Decision(str(ckpt.path), None, notes), ckpt
+    return _Decision(str(ckpt.path), None, (_new_from(ckpt, "a new run"), *_skipped(ckpt))), ckpt
+
+
+def _new_from(ckpt: Checkpoint, where: str) -> str:
+    what = "its full training state" if ckpt.resumable else "its weights"
+    return (
+        f"{where} starts from {what} in {ckpt.path} ({ckpt.images_shown / 1000:g} kimg, "
+        f"{ckpt.stage})"
+    )
 
 
 def decide_start(
@@ -78,7 +115,7 @@ def decide_start(
     ckpt: Checkpoint | None = None
     if env.is_main:
         try:
-            decision, ckpt = _decide(resume, outdir, loaded)
+            decision, ckpt = _decide(resume, outdir, loaded, env.restart)
         except UserError as err:
             if not env.enabled:
                 raise
@@ -122,15 +159,32 @@ def check_dataset(dataset: ImageDataset, program: Program, schedule: Schedule) -
                 f"dataset {dataset.path}: level {res} is {dataset.shape(res)}, spec "
                 f"wants {arch.spatial(res)} (base_shape {list(arch.base_shape)})"
             )
+    check_labels(dataset, program)
+
+
+def check_labels(dataset: ImageDataset, program: Program) -> None:
+    """A conditional spec needs a dataset with labels of as many classes; located at the spec's
+    `architecture.conditioning.classes`."""
+    classes = program.spec.architecture.num_classes
+    if not classes:
+        return
+    where = program.loaded.doc.where(("architecture", "conditioning", "classes"))
+    at = f"{where.path}:{where.line}:{where.col}: architecture.conditioning.classes"
+    if not dataset.num_classes:
+        raise UserError(
+            f"{at}: spec '{program.spec.name}' is conditional on {classes} classes, but dataset "
+            f"{dataset.path} has no labels; create it with 'progan-dataset create --labels'"
+        )
+    if dataset.num_classes != classes:
+        raise UserError(
+            f"{at}: spec '{program.spec.name}' is conditional on {classes} classes, but dataset "
+            f"{dataset.path} has {dataset.num_classes}"
+        )
 
 
 def check_batches(program: Program, world_size: int) -> None:
     """Every minibatch splits over the processes in whole minibatch-stddev groups."""
     require_whole_groups(program.spec, world_size)
-
-
-def continue_run(start: Start) -> RunDir | None:
-    return RunDir(start.run) if start.run is not None else None
 
 
 __all__ = ["Start", "check_batches", "check_dataset", "dataset_path", "decide_start"]
