@@ -41,6 +41,7 @@ from progan_dsl.pretrained.official import (
 from progan_dsl.pretrained.unpickle import NetworkState, OfficialPickle, read_official_pickle
 from progan_dsl.pretrained.weights import (
     Variable,
+    check_parameter_count,
     check_variables,
     discriminator_variables,
     generator_variables,
@@ -199,6 +200,7 @@ def convert_pickle(
     file = str(pkl.path)
     nets = official_networks(pkl)
     tables = {"G": generator_variables(nets), "D": discriminator_variables(nets)}
+    check_parameter_count(tables, file)  # before any network or tensor is built
     for state, net in ((pkl.G, "G"), (pkl.D, "D"), (pkl.Gs, "G")):
         check_variables(state, tables[net], file)
     loaded = _write_spec(nets, pkl, name or spec_name(pkl.path.stem), spec_path)

@@ -327,6 +327,41 @@ class OfficialNetworks:
 SHARED = ("num_channels", "resolution", "label_size", "fmap_base", "fmap_decay", "fmap_max")
 
 
+# The largest networks progan-import builds, checked on the typed static arguments before any
+# width table, network or tensor is made from them (a hostile pickle may describe any size; the
+# parameter count is checked against the variable tables, `weights.check_parameter_count`).
+MAX_RESOLUTION = 4096  # 4x the largest official network (CelebA-HQ, 1024x1024)
+MAX_CHANNELS = 4096  # feature maps of any layer, and latent_size: 8x the official fmap_max 512
+MAX_FMAP_DECAY = 16.0  # the spec language's channel-rule limit (official 1.0); keeps nf() finite
+
+
+def check_size(file: str, args: Mapping[str, GeneratorArgs | DiscriminatorArgs]) -> None:
+    """Refuse networks beyond the bounds above; `args`: network label -> its arguments."""
+    for label, a in args.items():
+        where = f"{file}: {label}: static argument"
+        if a.resolution > MAX_RESOLUTION:
+            raise UserError(
+                f"{where} resolution={a.resolution}: progan-import builds networks of up to "
+                f"{MAX_RESOLUTION}x{MAX_RESOLUTION} (the official ones are at most 1024x1024)"
+            )
+        if a.fmap_decay > MAX_FMAP_DECAY:
+            raise UserError(
+                f"{where} fmap_decay={a.fmap_decay:g}: at most {MAX_FMAP_DECAY:g} (official 1.0)"
+            )
+        if isinstance(a, GeneratorArgs) and a.latent_size > MAX_CHANNELS:
+            raise UserError(
+                f"{where} latent_size={a.latent_size}: at most {MAX_CHANNELS} (official 512)"
+            )
+        stages = range(int(a.resolution).bit_length() - 1)  # nf(0) .. nf(log2(resolution) - 1)
+        widest = max(nf(k, a.fmap_base, a.fmap_decay, a.fmap_max) for k in stages)
+        if widest > MAX_CHANNELS:
+            raise UserError(
+                f"{file}: {label}: fmap_base={a.fmap_base:g}, fmap_decay={a.fmap_decay:g}, "
+                f"fmap_max={a.fmap_max} give layers of {widest:,} feature maps; progan-import "
+                f"builds layers of up to {MAX_CHANNELS} (the official networks: 512)"
+            )
+
+
 def official_networks(pkl: OfficialPickle) -> OfficialNetworks:
     """Typed, checked arguments of the pickle's networks and their stage (`UserError` if the spec
     language cannot express them)."""
@@ -334,6 +369,7 @@ def official_networks(pkl: OfficialPickle) -> OfficialNetworks:
     G = generator_args(pkl.G, file)
     Gs = generator_args(pkl.Gs, file)
     D = discriminator_args(pkl.D, file)
+    check_size(file, {pkl.G.label: G, pkl.Gs.label: Gs, pkl.D.label: D})
     for f in fields(GeneratorArgs):
         if getattr(G, f.name) != getattr(Gs, f.name):
             raise UserError(

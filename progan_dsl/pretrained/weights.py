@@ -31,11 +31,15 @@ from torch import Tensor
 
 from progan_dsl.errors import UserError
 from progan_dsl.pretrained.official import OfficialNetworks
-from progan_dsl.pretrained.unpickle import NetworkState
+from progan_dsl.pretrained.unpickle import MAX_PICKLE_BYTES, NetworkState
 
 Layout = Literal["hwio", "hwoi_flipped", "matrix", "vector"]
 LOD_VARIABLE = "lod"  # official: tf.get_variable('lod', trainable=False) in G_paper and D_paper
 SHOWN = 4  # names listed per kind of mismatch
+# The most trainable parameters progan-import converts per network, checked on the tables before
+# any network or tensor is built: three float32 networks of this size (G, D, Gs) fill a pickle of
+# MAX_PICKLE_BYTES. 89,478,485: 3.9x the official 1024x1024 G (23,079,115 with all toRGB layers).
+MAX_PARAMETERS = MAX_PICKLE_BYTES // (3 * 4)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,18 @@ def discriminator_variables(nets: OfficialNetworks) -> list[Variable]:
     return out
 
 
+def check_parameter_count(tables: Mapping[str, list[Variable]], file: str) -> None:
+    """Refuse networks (`tables`: "G" / "D" -> its variables) of more than `MAX_PARAMETERS`."""
+    for net, table in tables.items():
+        count = total_size(table)
+        if count > MAX_PARAMETERS:
+            raise UserError(
+                f"{file}: the static arguments describe a {net} of {count:,} parameters; "
+                f"progan-import converts networks of up to {MAX_PARAMETERS:,} (the official "
+                "1024x1024 G has 23,079,115)"
+            )
+
+
 def _listing(items: list[str]) -> str:
     more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
     return ", ".join(items[:SHOWN]) + more
@@ -187,7 +203,9 @@ def total_size(table: list[Variable]) -> int:
 
 __all__ = [
     "LOD_VARIABLE",
+    "MAX_PARAMETERS",
     "Variable",
+    "check_parameter_count",
     "check_variables",
     "convert",
     "discriminator_variables",
