@@ -38,12 +38,23 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TIMING = {"img_per_s", "elapsed_s", "time"}
 
-# progan-train as users run it, slowed to 40 ms per iteration so signals land mid-run.
+# progan-train as users run it, slowed to 40 ms per iteration so signals land mid-run. With
+# PAUSE_AT set it also stops once past that many images, writes the PAUSED file and waits for the
+# GO file: a test then acts on a run known to be mid-way, however busy the machine is.
 SLOW_TRAIN = """
-import sys, time
+import os, sys, time
 import progan_dsl.train.loop as loop
 real_train = loop.train
-loop.train = lambda options, **kw: real_train(options, on_iteration=lambda t: time.sleep(0.04))
+pause_at = int(os.environ.get("PAUSE_AT", "0"))
+def hook(t):
+    global pause_at
+    time.sleep(0.04)
+    if pause_at and t.images_shown >= pause_at:
+        pause_at = 0
+        open(os.environ["PAUSED"], "w").close()
+        while not os.path.exists(os.environ["GO"]):
+            time.sleep(0.01)
+loop.train = lambda options, **kw: real_train(options, on_iteration=hook)
 from progan_dsl.cli import train_main
 sys.exit(train_main(sys.argv[1:]))
 """
@@ -67,13 +78,19 @@ def train_argv(spec: Path, data: Path, outdir: Path, *extra: str) -> list[str]:
     ]
 
 
-def start_slow(tmp_path: Path, argv: list[str]) -> subprocess.Popen[str]:
+def start_slow(tmp_path: Path, argv: list[str], pause_at: int = 0) -> subprocess.Popen[str]:
+    """The slowed trainer; with `pause_at`, it pauses there (see `paused` and `go`)."""
     script = tmp_path / "slow_train.py"
     script.write_text(SLOW_TRAIN)
+    gate = {
+        "PAUSE_AT": str(pause_at),
+        "PAUSED": str(tmp_path / "paused"),
+        "GO": str(tmp_path / "go"),
+    }
     return subprocess.Popen(
         [sys.executable, str(script), *argv],
         cwd=ROOT,
-        env=ENV,
+        env={**ENV, **gate},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,6 +108,20 @@ def wait_for_images(outdir: Path, images: int, timeout: float = 60.0) -> Path:
                     return log.parent
         time.sleep(0.02)
     raise AssertionError(f"no checkpoint at {images} images within {timeout} s")
+
+
+def paused(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """Wait until the slowed trainer pauses at its `pause_at` (the timeout only guards a hang)."""
+    deadline = time.monotonic() + timeout
+    while not (tmp_path / "paused").exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"the trainer did not pause within {timeout} s"
+        time.sleep(0.02)
+
+
+def go(tmp_path: Path) -> None:
+    """Let a paused trainer continue."""
+    (tmp_path / "go").touch()
 
 
 def records(run: Path) -> list[dict]:
@@ -127,12 +158,12 @@ def test_signal_checkpoints_and_resumes_bitwise(
     signum: int, reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
 ) -> None:
     outdir = tmp_path / "runs"
-    proc = start_slow(tmp_path, train_argv(train_spec, train_data, outdir))
-    run = wait_for_images(outdir, 96)
-    sent = time.monotonic()
+    proc = start_slow(tmp_path, train_argv(train_spec, train_data, outdir), pause_at=96)
+    paused(tmp_path, proc)  # mid-run: past 96 images, far from the end at 320
+    (run,) = outdir.iterdir()
     proc.send_signal(signum)
+    go(tmp_path)
     out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 10  # a checkpoint within seconds
     assert proc.returncode == 128 + signum, err
     assert "resume with: progan-train" in err and "Traceback" not in err
     last = records(run)[-2:]
@@ -230,9 +261,10 @@ def test_a_second_trainer_on_the_same_run_folder_is_refused(
     train_spec: Path, train_data: Path, tmp_path: Path, capsys
 ) -> None:
     outdir = tmp_path / "runs"
-    first = start_slow(tmp_path, train_argv(train_spec, train_data, outdir))
+    first = start_slow(tmp_path, train_argv(train_spec, train_data, outdir), pause_at=32)
     try:
-        run = wait_for_images(outdir, 32)
+        paused(tmp_path, first)  # holding its run folder, however long the second one takes
+        (run,) = outdir.iterdir()
         code = train_main(train_argv(train_spec, train_data, outdir, "--resume", "auto"))
         err = capsys.readouterr().err
         assert code == 2 and "in use by another progan-train" in err and "Traceback" not in err
