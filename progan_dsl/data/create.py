@@ -3,7 +3,7 @@
 Pipeline: open the source -> check the free space -> decode candidates in chunks on a thread pool
 (unreadable files are skipped and listed) -> write the top level and, chunk by chunk, every lower
 level as the 2x2 box average of the unrounded level above (`geometry.DOWNSAMPLE_RULE`, the
-official dataset tool's) -> preview -> checksums -> manifest (last).
+official dataset tool's) -> preview (a seeded random sample) -> checksums -> manifest (last).
 
 Atomicity (`fsutil.staged_dir`): everything is written into the hidden sibling `.DIR.tmp-<pid>`,
 which becomes `DIR` only when complete, under a locked journal `.DIR.txn-<pid>.json`. A failure
@@ -67,7 +67,8 @@ from progan_dsl.fsutil import (
 Channels = Literal["rgb", "gray", "auto"]
 CHUNK_BYTES = 64 << 20  # decoded top-level pixels held in memory per chunk
 PREVIEW_MAX_SIDE = 128  # preview tiles come from the largest level at most this long
-PREVIEW_IMAGES = 64  # images in preview.png
+PREVIEW_IMAGES = 64  # images in preview.png: a seeded random sample (`preview_rows`)
+PREVIEW_SEED = 0
 SLACK_BYTES = 1 << 20  # free space asked for beyond the levels and labels: preview, manifest
 
 
@@ -280,6 +281,13 @@ def _write_rows(writers: Sequence[NpyWriter], block: np.ndarray) -> None:
         writer.append(level)
 
 
+def preview_rows(num_images: int) -> np.ndarray:
+    """The images preview.png shows, in dataset order: `PREVIEW_IMAGES` drawn without replacement
+    by `numpy.random.default_rng(PREVIEW_SEED)` (all of them if there are no more)."""
+    count = min(num_images, PREVIEW_IMAGES)
+    return np.sort(np.random.default_rng(PREVIEW_SEED).choice(num_images, count, replace=False))
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
@@ -329,7 +337,7 @@ def _manifest(
     from progan_dsl.images import image_grid, write_png  # torch, only when a dataset is made
 
     level = np.load(files[small[-1]], mmap_mode="r")
-    write_png(tmp / PREVIEW_NAME, image_grid(np.asarray(level[:PREVIEW_IMAGES])))
+    write_png(tmp / PREVIEW_NAME, image_grid(np.asarray(level[preview_rows(len(level))])))
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

@@ -13,17 +13,25 @@ FitMode = Literal["crop", "resize"]
 SourceImage = Image.Image | np.ndarray  # a PIL image, or uint8 [H, W] / [H, W, C]
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+# Float images (Pillow mode "F", e.g. 32-bit float TIFFs) hold intensities in [0, FLOAT_WHITE]:
+# v -> rint(clip(v, 0, 1) * 255). Images with NaN or infinite values are skipped.
+FLOAT_WHITE = 1.0
 _SIXTEEN_BIT = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert to "L" (channels=1) or "RGB" (channels=3); alpha is dropped, 16-bit scaled."""
+    """Convert to "L" (channels=1) or "RGB" (channels=3); alpha is dropped, 16-bit scaled to 8,
+    float images ([0, 1]) scaled by 255."""
     if img.mode in _SIXTEEN_BIT:
         # PIL's "I"->"L" conversion clips; scale 16-bit range to 8 bits instead.
         wide = np.asarray(img, dtype=np.float64)
         img = Image.fromarray(np.rint(np.clip(wide, 0, 65535) / 257.0).astype(np.uint8), "L")
     elif img.mode == "F":
-        img = Image.fromarray(np.rint(np.clip(np.asarray(img), 0, 255)).astype(np.uint8), "L")
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("the float image holds NaN or infinite values")
+        scaled = np.clip(values / FLOAT_WHITE, 0.0, 1.0) * 255.0
+        img = Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
     target = "L" if channels == 1 else "RGB"
     if img.mode != target:
         if img.mode == "P" and "transparency" in img.info:

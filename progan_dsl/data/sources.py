@@ -6,6 +6,10 @@ at a time; a candidate that cannot be read raises, and the caller skips it. File
 is not an image format Pillow can open are *ignored* (reported, not skipped); hidden files and
 folders (leading ".") and `__MACOSX/` are not considered at all.
 
+No image file larger than `MAX_FILE_BYTES` is read: a zip member's declared size and a file's
+size are checked before its bytes are (a small zip can declare a member of many gigabytes), and
+reads stop one byte past the bound; such a file is skipped and listed with its size.
+
 Folders: only regular files are opened (`fsutil.open_regular`: a named pipe, socket or device
 named like an image would block or never end; it is skipped and listed like any unreadable
 file). Symlinks to regular files are followed wherever they point (a folder of links is a
@@ -22,7 +26,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +35,33 @@ from progan_dsl.data import mnist
 from progan_dsl.data.imageops import GRAY_MODES, SourceImage
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import file_kind, open_regular
+
+# An image file larger than this is skipped unread. Far above any real training image (a
+# 1024x1024 PNG is a few MB; an uncompressed 8-bit RGB 8192x8192 TIFF is 192 MiB), and it bounds
+# what the decoding threads (`create`: at most 8) hold at once.
+MAX_FILE_BYTES = 256 << 20
+
+
+def _limit_text() -> str:
+    mib = f" ({MAX_FILE_BYTES >> 20} MiB)" if MAX_FILE_BYTES >= 1 << 20 else ""
+    return f"{MAX_FILE_BYTES:,} bytes{mib}"
+
+
+def _check_size(num_bytes: int, what: str) -> None:
+    """ValueError (the file is skipped) if an image file is larger than `MAX_FILE_BYTES`."""
+    if num_bytes > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{what} {num_bytes:,} bytes, more than the {_limit_text()} allowed for one image "
+            "file; skipped unread"
+        )
+
+
+def _read_bounded(fh: IO[bytes], what: str) -> bytes:
+    """All of `fh`, reading at most one byte past `MAX_FILE_BYTES` (ValueError if it is more)."""
+    data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{what} more than the {_limit_text()} allowed for one image file")
+    return data
 
 
 def _image_extensions() -> frozenset[str]:
@@ -130,12 +161,15 @@ class FolderSource(_FileSource):
 
     def _open(self, index: int) -> Image.Image:
         with open_regular(self.root / self.names[index]) as fh:
-            data = fh.read()
+            _check_size(os.fstat(fh.fileno()).st_size, "the file is")
+            data = _read_bounded(fh, "the file grew to")
         return Image.open(io.BytesIO(data))
 
     def _mode(self, index: int) -> str:
-        with open_regular(self.root / self.names[index]) as fh, Image.open(fh) as image:
-            return image.mode
+        with open_regular(self.root / self.names[index]) as fh:
+            _check_size(os.fstat(fh.fileno()).st_size, "the file is")
+            with Image.open(fh) as image:
+                return image.mode
 
 
 class ZipSource(_FileSource):
@@ -145,24 +179,33 @@ class ZipSource(_FileSource):
         except (OSError, zipfile.BadZipFile) as err:
             raise UserError(f"{path}: not a readable zip file: {err}") from None
         self._lock = threading.Lock()
-        members = [
-            info.filename
+        self._infos = {
+            info.filename: info
             for info in self._zip.infolist()
             if not info.is_dir() and _visible(PurePosixPath(info.filename).parts)
-        ]
+        }
+        members = list(self._infos)
         self.key = source_key(str(path))
         super().__init__(path, members, labels)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "zip", "path": str(self.root), "image_files": len(self.names)}
 
+    def _member(self, index: int) -> zipfile.ZipInfo:
+        """Candidate `index`'s entry, its declared size checked before anything is read."""
+        info = self._infos[self.names[index]]
+        _check_size(info.file_size, "the zip declares it as")
+        return info
+
     def _open(self, index: int) -> Image.Image:
-        with self._lock:  # one member at a time from the shared archive handle
-            data = self._zip.read(self.names[index])
+        info = self._member(index)
+        with self._lock, self._zip.open(info) as fh:  # one member at a time from the shared handle
+            data = _read_bounded(fh, "it unpacks to")
         return Image.open(io.BytesIO(data))
 
     def _mode(self, index: int) -> str:
-        with self._open(index) as image:
+        info = self._member(index)
+        with self._lock, self._zip.open(info) as fh, Image.open(fh) as image:  # the header only
             return image.mode
 
     def close(self) -> None:

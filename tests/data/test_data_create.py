@@ -355,6 +355,57 @@ def test_skip_existing_notes_a_dataset_made_with_the_earlier_downsampling_rule(
     assert json.loads(path.read_text()) == manifest  # reused, not rewritten
 
 
+def test_float_images_are_taken_as_zero_to_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Float TIFFs (Pillow mode F) hold [0, 1]: v -> rint(clip(v, 0, 1) * 255); NaN is skipped."""
+    root = tmp_path / "floats"
+    root.mkdir()
+    values = np.random.default_rng(7).random((8, 8)).astype(np.float32)
+    values[0, :4] = [0.0, 0.5, 1.0, 1.0 / 255.0]
+    values[1, :2] = [-0.25, 1.5]  # outside [0, 1]: clipped
+    Image.fromarray(values, "F").save(root / "a.tif")
+    with Image.open(root / "a.tif") as check:
+        assert check.mode == "F"
+    broken = values.copy()
+    broken[3, 3] = np.nan
+    Image.fromarray(broken, "F").save(root / "b.tif")
+    assert _create(tmp_path, root, "--resolution", "8")[0] == 0
+    dataset = ImageDataset(tmp_path / "ds")
+    assert dataset.channels == 1 and dataset.num_images == 1
+    expected = np.rint(np.clip(values.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(dataset.images(8)[0, 0], expected)
+    assert dataset.images(8)[0, 0, 0, :4].tolist() == [0, 128, 255, 1]  # 127.5 rounds to even
+    assert dataset.images(8)[0, 0, 1, :2].tolist() == [0, 255]
+    assert dataset.images(8).mean() > 100  # not black
+    assert dataset.manifest["skipped"] == [
+        {"file": "b.tif", "reason": "ValueError: the float image holds NaN or infinite values"}
+    ]
+
+
+def test_the_preview_shows_a_seeded_random_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import progan_dsl.images
+
+    shown: list[np.ndarray] = []
+    real_grid = progan_dsl.images.image_grid
+    monkeypatch.setattr(
+        progan_dsl.images, "image_grid", lambda images: shown.append(images) or real_grid(images)
+    )
+    images = (np.arange(100, dtype=np.uint8) * 2)[:, None, None] * np.ones((1, 4, 4), np.uint8)
+    assert _create(tmp_path, _npy(tmp_path, images), "--resolution", "4")[0] == 0
+    rows = np.sort(np.random.default_rng(0).choice(100, 64, replace=False))  # as documented
+    assert shown[0].shape == (64, 1, 4, 4)
+    assert shown[0][:, 0, 0, 0].tolist() == (2 * rows).tolist()
+    assert (rows >= 64).sum() > 10  # not the first 64 images
+    assert (
+        _create(tmp_path, _npy(tmp_path, images[:5], "few.npy"), "--resolution", "4", out="few")[0]
+        == 0
+    )
+    assert shown[1][:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8]  # all of them, in order
+
+
 def test_labels_come_from_class_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "pets"
     for cls, count in (("cat", 2), ("dog", 3)):

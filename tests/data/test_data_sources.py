@@ -1,5 +1,6 @@
 """Source folders with entries that are not regular files (named pipes, sockets, devices,
-symlinks), and the one-way dependency between `sources` and the bundled MNIST."""
+symlinks), image files over the size bound (a zip declaring a huge member, a large file), and
+the one-way dependency between `sources` and the bundled MNIST."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ import pytest
 from PIL import Image
 
 import progan_dsl
-from progan_dsl.data.sources import BUNDLED, open_source
+import progan_dsl.data.sources as sources
+from progan_dsl.cli import dataset_main
+from progan_dsl.data.sources import BUNDLED, MAX_FILE_BYTES, open_source
 
 REPO = Path(progan_dsl.__file__).resolve().parents[1]
 
@@ -112,3 +116,92 @@ def test_mnist_does_not_import_sources() -> None:
     }
     assert not {m for m in imported if m and m.startswith("progan_dsl.data")}, imported
     assert list(BUNDLED) == ["mnist"]
+
+
+def _declare_size(archive: Path, member: str, size: int) -> None:
+    """Rewrite the uncompressed size that `archive` declares for `member` (in its local header
+    and its central directory entry), leaving the stored bytes as they are."""
+    data = bytearray(archive.read_bytes())
+    name = member.encode()
+    local = next(
+        i
+        for i in range(len(data))
+        if data[i : i + 4] == b"PK\x03\x04" and data[i + 30 : i + 30 + len(name)] == name
+    )
+    central = next(
+        i
+        for i in range(len(data))
+        if data[i : i + 4] == b"PK\x01\x02" and data[i + 46 : i + 46 + len(name)] == name
+    )
+    data[local + 22 : local + 26] = size.to_bytes(4, "little")
+    data[central + 24 : central + 28] = size.to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+
+
+def test_a_zip_member_declaring_gigabytes_is_skipped_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A small zip may declare a member of 3 GiB: it is refused from the declared size, before
+    a byte of it is read (reading it used to hold gigabytes before the member was skipped)."""
+    _png(tmp_path / "good.png", 50)
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(tmp_path / "good.png", "good.png")
+        zf.writestr("huge.png", bytes(1000))
+    declared = 3 << 30
+    _declare_size(archive, "huge.png", declared)
+    assert archive.stat().st_size < 4000
+    assert zipfile.ZipFile(archive).getinfo("huge.png").file_size == declared > MAX_FILE_BYTES
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: str | zipfile.ZipInfo, *args: object, **kw: object):
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    out = tmp_path / "ds"
+    args = ["create", "--source", str(archive), "--out", str(out), "--resolution", "8", "-q"]
+    assert dataset_main(args) == 0
+    assert "huge.png" not in opened and "good.png" in opened
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_images"] == 1
+    assert manifest["skipped"] == [
+        {
+            "file": "huge.png",
+            "reason": f"ValueError: the zip declares it as {declared:,} bytes, more than the "
+            f"{MAX_FILE_BYTES:,} bytes (256 MiB) allowed for one image file; skipped unread",
+        }
+    ]
+    assert (
+        "huge.png: ValueError: the zip declares it as 3,221,225,472 bytes"
+        in capsys.readouterr().err
+    )
+
+
+def test_a_file_over_the_bound_is_skipped_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "src"
+    _png(root / "small.png", 70)
+    big = root / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(big)
+    size = big.stat().st_size
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 2000)
+    assert (root / "small.png").stat().st_size < 2000 < size
+    out = tmp_path / "ds"
+    assert (
+        dataset_main(
+            ["create", "--source", str(root), "--out", str(out), "--resolution", "8", "-q"]
+        )
+        == 0
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_images"] == 1 and np.load(out / "level_8x8.npy")[0, 0, 0, 0] == 70
+    assert manifest["skipped"] == [
+        {
+            "file": "big.png",
+            "reason": f"ValueError: the file is {size:,} bytes, more than the 2,000 bytes "
+            "allowed for one image file; skipped unread",
+        }
+    ]
