@@ -3,8 +3,8 @@
 Builds synthetic random-pixel RGB datasets through the normal `create_dataset` path from a `.npy`
 source in a temp dir (2,000 at 32x32, 1,000 at 256x256, 300 at 1024x1024), then times full-epoch
 passes for each resolution, batch size, alpha (1.0 = stable phase, 0.5 = fade-in: level R blended
-with its float 2x2 mean) and prefetch worker count. Reports the median of the timed passes after one warm-up
-pass; also how fast `create` ran. Writes `benchmarks/results/loader.json`.
+with its float 2x2 mean) and prefetch worker count. Reports the median of the timed passes after
+one warm-up pass; also how fast `create` ran. Writes `benchmarks/results/loader.json`.
 
     progan-bench loader -- [--quick] [--repeats 5] [--workers 0 2] [--json FILE]
 """
