@@ -19,7 +19,8 @@ examples:
   progan-import network-snapshot-010000.pkl --out imported/run23 --force
 
 The pickle is read without TensorFlow and without running anything from it: only tfutil.Network
-states and numpy arrays are accepted (any other global is refused, exit 2). DIR receives
+states and numpy arrays are accepted (any other global is refused, exit 2), from a regular file,
+within bounds on its size, its contents and the networks it describes. DIR receives
 spec.yaml (the networks in the spec language) and checkpoint-000000000.pt (G, D and G_ema = the
 pickle's Gs), which progan-export, progan-generate, progan-metrics and progan-train accept.
 """
