@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import networkx as nx
@@ -216,13 +215,15 @@ def test_help_is_fast_and_loads_no_torch(name: str) -> None:
         f"        {name}_main(['--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))\n"
+        "print(len(sys.modules))"
     )
-    start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - start
-    assert out.stdout.strip() == "[]", out.stdout
-    assert seconds < 3.0  # under 1 s on an idle machine; generous for a busy CI runner
+    heavy, modules = out.stdout.split("\n")[:2]
+    # fast by what it loads, not by a clock: none of the heavy packages, and far fewer modules
+    # than torch alone brings in (over 1,000); today's commands load 93 to 371
+    assert heavy == "[]", out.stdout
+    assert int(modules) < 600, out.stdout
 
 
 def test_top_level_api() -> None:
