@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from progan_dsl.cliutil import (
@@ -95,7 +96,8 @@ def parser() -> argparse.ArgumentParser:
         type=metric_list,
         metavar="NAME,...",
         help="metrics computed during training: training.evaluation.metrics (swd, msssim, fid, "
-        "kid), at every checkpoint unless the spec sets training.evaluation.every_kimg",
+        "kid, or a preset whose image counts an evaluation matches: fid10k, fid5k, swd16k), at "
+        "every checkpoint unless the spec sets training.evaluation.every_kimg",
     )
     p.add_argument(
         "--resume",
@@ -175,17 +177,53 @@ def on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not 1 or 0 (or true/false, on/off)")
 
 
-def metric_list(text: str) -> list[str]:
-    """`--metrics swd,fid`: names the registry knows and training can compute."""
+@dataclass(frozen=True)
+class MetricChoice:
+    """What `--metrics` asked for."""
+
+    text: str  # as typed
+    names: tuple[str, ...]  # metric names (training.evaluation.metrics)
+    num_images: int | None  # images per evaluation a preset fixes (training.evaluation.num_images)
+
+
+def metric_list(text: str) -> MetricChoice:
+    """`--metrics swd,fid10k`: the metric names and the images per evaluation. Names are those the
+    registry knows and training computes; a registry preset is its metric with its image count,
+    where a training evaluation (as many generated as real images, a fixed subset of the level)
+    can match it."""
     from typing import get_args
 
-    from progan_dsl.metrics.registry import resolve_metric_names
+    from progan_dsl.metrics.registry import PRESETS, resolve_metric_names
     from progan_dsl.spec.models import MetricName
 
+    raw = [n.strip().lower() for n in text.split(",") if n.strip()]
+    matched = [p for p in PRESETS.values() if p.num_real == p.num_fake]
+    counts: set[int] = set()
+    names: list[str] = []
+    for name in raw:
+        preset = PRESETS.get(name)
+        if preset is None:
+            names.append(name)
+            continue
+        if preset.num_real != preset.num_fake:
+            raise argparse.ArgumentTypeError(
+                f"preset '{name}' ({preset.describe()}) is not what a training evaluation "
+                f"computes (as many generated as real images, a fixed subset); during training "
+                f"use --metrics {preset.metric} (images: --set training.evaluation.num_images=N), "
+                f"or progan-metrics --preset {name} on a checkpoint"
+            )
+        names.append(preset.metric)
+        counts.add(preset.num_fake)
+    if len(counts) > 1:
+        raise argparse.ArgumentTypeError(
+            f"presets with different image counts ({', '.join(map(str, sorted(counts)))}): a "
+            f"training evaluation uses one count for all its metrics"
+        )
     try:
-        names = resolve_metric_names([n for n in text.split(",") if n.strip()])
+        names = resolve_metric_names(names)
     except UserError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        presets = ", ".join(p.name for p in matched)
+        raise argparse.ArgumentTypeError(f"{err}; or a preset: {presets}") from None
     allowed = get_args(MetricName)
     for name in names:
         if name not in allowed:
@@ -193,7 +231,7 @@ def metric_list(text: str) -> list[str]:
                 f"'{name}' is not computed during training (training computes: "
                 f"{', '.join(allowed)}); use progan-metrics on a checkpoint for it"
             )
-    return names
+    return MetricChoice(text, tuple(names), counts.pop() if counts else None)
 
 
 def style_overrides(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -213,10 +251,13 @@ def style_overrides(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         value = "true" if args.mirror else "false"
         out.append((f"--mirror={int(args.mirror)}", [f"training.dataset.mirror={value}"]))
     if args.metrics is not None:
-        sets = [f"training.evaluation.metrics=[{', '.join(args.metrics)}]"]
+        choice: MetricChoice = args.metrics
+        sets = [f"training.evaluation.metrics=[{', '.join(choice.names)}]"]
+        if choice.num_images is not None:
+            sets.append(f"training.evaluation.num_images={choice.num_images}")
         if base.evaluation.every_kimg is None:  # as StyleGAN does: at every snapshot
             sets.append(f"training.evaluation.every_kimg={every!r}")
-        out.append((f"--metrics {','.join(args.metrics)}", sets))
+        out.append((f"--metrics {choice.text}", sets))
     return out
 
 

@@ -89,7 +89,7 @@ def test_snap_mirror_metrics_become_spec_fields(
         ("--snap 3", ["training.snapshot.every_kimg=0.192"]),  # 3 ticks of 0.064 kimg
         ("--mirror=1", ["training.dataset.mirror=true"]),
         (
-            "--metrics swd,msssim",
+            "--metrics SWD,msssim,swd",
             ["training.evaluation.metrics=[swd, msssim]", "training.evaluation.every_kimg=0.192"],
         ),
     ]
@@ -119,10 +119,26 @@ def test_snap_mirror_metrics_become_spec_fields(
     assert "--set training.dataset.mirror=false" in loaded.standalone_text()  # in spec.yaml
 
 
+def test_metric_presets_that_an_evaluation_matches(train_spec: Path) -> None:
+    args = parser().parse_args([str(train_spec), "--metrics", "fid10k,swd"])
+    assert style_overrides(args) == [
+        (
+            "--metrics fid10k,swd",
+            [
+                "training.evaluation.metrics=[fid, swd]",
+                "training.evaluation.num_images=10000",  # as many generated as real images
+                "training.evaluation.every_kimg=0.032",  # the checkpoint interval
+            ],
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
         ("--metrics=fidd", "unknown metric 'fidd' (did you mean 'fid'?)"),
+        ("--metrics=fid50k_full", "progan-metrics --preset fid50k_full on a checkpoint"),
+        ("--metrics=fid10k,fid5k", "presets with different image counts (5000, 10000)"),
         ("--metrics=swd_floor", "'swd_floor' is not computed during training"),
         ("--mirror=2", "'2' is not 1 or 0"),
         ("--snap=0", "'0' must be at least 1"),
