@@ -91,12 +91,14 @@ def test_a_failing_or_hanging_step_is_recorded_and_the_rest_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     py = sys.executable
+    # the limits of the steps that end are hang guards, generous for a busy machine (each ends
+    # in well under a second); the hanging step sleeps 60 times its limit
     steps = (
-        check.Step("environment", 10, 10, False, "ok"),
-        check.Step("train_smoke", 10, 10, False, "fails"),
+        check.Step("environment", 120, 120, False, "ok"),
+        check.Step("train_smoke", 120, 120, False, "fails"),
         check.Step("train_bench", 1, 1, False, "hangs"),
-        check.Step("cuda_tests", 10, 10, True, "needs CUDA"),
-        check.Step("inference_bench", 10, 10, False, "still runs"),
+        check.Step("cuda_tests", 120, 120, True, "needs CUDA"),
+        check.Step("inference_bench", 120, 120, False, "still runs"),
     )
 
     def write(name: str, code: int) -> list[str]:
