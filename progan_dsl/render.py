@@ -401,7 +401,7 @@ def render(
     entries += [(f"Stage {stage_title(program, s)}", stage_basename(s)) for s in chosen]
     sources = [overview_dot(program)] + [stage_dot(program, s) for s in chosen]
     names: list[str] = []
-    with translate_write_errors(plan.path, "the folder was left as it was"):
+    with translate_write_errors(plan.path, "the partial diagrams were removed"):
         with staged_dir(plan) as tmp:
             jobs: list[tuple[Path, Path]] = []
             for (_, base), text in zip(entries, sources, strict=True):
