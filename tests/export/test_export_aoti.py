@@ -5,9 +5,11 @@ compilation that leaves nothing behind."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ from progan_dsl.cli import export_main
 from progan_dsl.compiler import compile_spec
 from progan_dsl.errors import UserError
 from progan_dsl.export import aoti
+from progan_dsl.generate import aoti_package
 from progan_dsl.generate.latents import latents
+from progan_dsl.generate.meta import GeneratorMeta
 from tests.conftest import TINY, write_tiny_run
 
 STAGES = [(4, "stable"), (8, "fade"), (8, "stable"), (16, "fade"), (16, "stable")]
@@ -105,9 +109,18 @@ def test_package_runs_without_progan_dsl_and_matches_the_eager_generator(
 
 
 def test_metadata_reader_and_no_temporary_left(package: Path) -> None:
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("progan-aoti-*")}
     meta = aoti.read_aoti_metadata(package)
     assert meta["resolution"] == "16" and meta["exporter"].startswith("torch.export + AOTInductor")
     assert sorted(p.name for p in package.parent.iterdir()) == ["tiny.pt2"]
+    typed = GeneratorMeta.from_props(meta, source=package)
+    assert (typed.device, typed.num_classes, typed.inputs) == ("cpu", 0, ("z",))
+    assert "AOTI_CPU_ISA" in typed.notes  # the compiler's own keys are notes
+    # the same metadata is read from the archive without loading its code
+    packaged = aoti_package.packaged_metadata(package)
+    assert packaged is not None and GeneratorMeta.from_props(packaged, source=package) == typed
+    gc.collect()  # the loaded model is gone: its private unpacking folder with it
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("progan-aoti-*")} <= before
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ EMA weights, --no-fuse/--source/--batch/--precision, and exit code 2 for every u
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +149,8 @@ def test_resolution_no_fuse_fp16_fixed_batch_and_source(
                 "9",
                 "--seed",
                 "3",
+                "--upscale",
+                "1",  # generate.py draws at the generator's size
                 "--out",
                 str(grid_cli),
             ]
@@ -185,3 +189,36 @@ def test_user_errors_exit_2_without_traceback(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_source_export_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(
+    run: tuple[Path, dict],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = tmp_path / "src"
+    network = ["--network", str(run[0]), "--source", str(out), "--quiet"]
+    assert export_main(network) == 0
+    earlier = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_write = Path.write_bytes
+
+    def full_disk(self: Path, data: bytes) -> int:  # type: ignore[override]
+        if self.suffix == ".safetensors":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    for argv in (
+        [*network, "--force"],
+        ["--network", str(run[0]), "--source", str(tmp_path / "new")],
+    ):
+        assert export_main(argv) == 2
+        err = capsys.readouterr().err
+        target = Path(argv[argv.index("--source") + 1])
+        assert err == (
+            f"error: disk full while writing {target / 'G_ema.safetensors'}; nothing older was "
+            "touched; the partial folder was removed\n"
+        )
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no staging folder left

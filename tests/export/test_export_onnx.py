@@ -18,6 +18,7 @@ from progan_dsl.compiler import compile_spec
 from progan_dsl.errors import UserError
 from progan_dsl.export.onnx_export import export_onnx, parameter_elements, read_metadata
 from progan_dsl.generate.latents import latents
+from progan_dsl.generate.meta import GeneratorMeta
 from tests.conftest import SPECS, TINY
 
 NARROW = Path(__file__).resolve().parent / "narrow_256.yaml"
@@ -105,6 +106,11 @@ def test_file_is_checked_and_carries_metadata(tiny: tuple) -> None:
     assert "pixel-normalises z" in meta["latent_normalization"]
     assert meta["spec_yaml"] == TINY.read_text()
     assert model.producer_name == "progan-dsl"
+    # the typed contract reads back what was written: unconditional, input z alone
+    typed = GeneratorMeta.from_props(meta, source=path)
+    assert (typed.stage, typed.image_shape, typed.latent_size) == ("16/stable", (1, 16, 16), 16)
+    assert (typed.num_classes, typed.inputs, typed.batch, typed.device) == (0, ("z",), None, None)
+    assert typed.notes["images_trained"] == "1234" and typed.to_props() == meta
 
 
 def test_initializers_are_the_unscaled_parameters(tiny: tuple) -> None:
