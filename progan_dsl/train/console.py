@@ -70,15 +70,24 @@ class Progress:
 
         show = sys.stderr.isatty() if enabled is None else enabled
         self.total = total_images
-        self._bar = tqdm(
-            total=total_images / 1000,
-            initial=start_images / 1000,
-            unit="kimg",
-            disable=not show,
-            ncols=80,
-            leave=False,
-            bar_format="{percentage:3.0f}%|{bar:12}| {n:.1f}/{total:.1f} kimg {postfix}",
-        )
+
+        def bar(disable: bool) -> tqdm:
+            return tqdm(
+                total=total_images / 1000,
+                initial=start_images / 1000,
+                unit="kimg",
+                disable=disable,
+                ncols=80,
+                leave=False,
+                bar_format="{percentage:3.0f}%|{bar:12}| {n:.1f}/{total:.1f} kimg {postfix}",
+            )
+
+        try:
+            self._bar = bar(not show)
+        except OSError as err:  # its stream is closed already: no bar
+            if not closed_stream(err):
+                raise
+            self._bar = bar(True)
         self._last = start_images
 
     @property
@@ -112,6 +121,7 @@ class Progress:
         except OSError as err:
             if not closed_stream(err):
                 raise
+            self.drop()  # so that tqdm's own cleanup does not write again
 
 
 def closed_stream(err: OSError) -> bool:

@@ -329,6 +329,48 @@ def test_closed_stdout_keeps_training_with_the_log(
     assert Checkpoint.load(run).images_shown == 64
 
 
+class Stream:
+    """stderr that works until `closed` is set, then raises EPIPE like a closed pipe."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        if self.closed:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self.closed:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_a_bar_whose_stream_closes_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from progan_dsl.train.console import Progress
+
+    stream = Stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = Progress(1000, 0, enabled=True)
+    bar._bar.mininterval = 0  # draw on every update
+    bar.update(100, "4x4")
+    assert bar.active and "kimg" in stream.text
+    stream.closed = True
+    bar.update(200, "4x4")  # raised EPIPE inside tqdm: dropped, not raised
+    assert not bar.active
+    bar.close()
+    stream.closed = False
+    open_until_close = Progress(1000, 0, enabled=True)
+    stream.closed = True
+    open_until_close.close()  # the final clear raised EPIPE: dropped
+    assert not open_until_close.active
+    closed_from_the_start = Progress(1000, 0, enabled=True)
+    assert not closed_from_the_start.active
+    closed_from_the_start.update(500, "8x8")
+    closed_from_the_start.close()
+
+
 # ---- out of memory -----------------------------------------------------------------------------
 
 
