@@ -34,14 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from yaml.reader import Reader
 
 from progan_dsl.fsutil import NotRegularFileError, read_regular
 from progan_dsl.spec.errors import Issue, SpecError, format_loc
 from progan_dsl.spec.models import SPEC_VERSION, Spec
 from progan_dsl.spec.partial import rule_problems
 from progan_dsl.spec.source import (
+    LINE_BREAKS,
     MAX_SPEC_BYTES,
+    NON_PRINTABLE,
     Mark,
     SourceDoc,
     dump_yaml,
@@ -297,7 +298,6 @@ def _error(mark: Mark, loc: tuple[Any, ...], msg: str) -> SpecError:
 
 # ---- --set overrides --------------------------------------------------------------------------
 
-NON_PRINTABLE = Reader.NON_PRINTABLE  # characters a YAML stream may not hold
 _KEY_PART = re.compile(r"\[(\d+)\]|([A-Za-z_][A-Za-z0-9_]*|\d+)")
 SET_USAGE = "expected KEY.PATH=VALUE, e.g. --set training.snapshot.keep=5"
 
@@ -325,19 +325,15 @@ def parse_key_path(key: str, source: str) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-# Characters a YAML reader takes as line breaks: an argument holding one would not stay on the
-# one comment line that records it in the stored spec (standalone_text), and would break it.
-_LINE_BREAKS = "\n\r\x85\u2028\u2029"
-
-
 def _check_one_line(arg: str) -> None:
-    """Refuse a `--set` argument that the stored spec could not record on one comment line: a
-    line break or a character YAML does not allow in a file (control characters)."""
-    bad = next((c for c in arg if c in _LINE_BREAKS or NON_PRINTABLE.match(c)), None)
+    """Refuse a `--set` argument that the stored spec could not record on one comment line
+    (`standalone_text`): a line break, which would end the comment and break the stored spec,
+    or a character YAML does not allow in a file (control characters)."""
+    bad = next((c for c in arg if c in LINE_BREAKS or NON_PRINTABLE.match(c)), None)
     if bad is None:
         return
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in arg)
-    if bad in _LINE_BREAKS:
+    if bad in LINE_BREAKS:
         msg = (
             f"holds a line break (U+{ord(bad):04X}); an argument is one line: write a list or "
             "mapping in flow style ([4, 8], {kind: lsgan}) and a line break inside a string as "

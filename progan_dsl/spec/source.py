@@ -6,7 +6,8 @@ construct objects), aliases are expanded against a node budget (an alias bomb fa
 nesting is bounded (no RecursionError, also for self-referencing aliases), duplicate keys are
 errors, and the text size is bounded. Bytes that are not UTF-8 and characters YAML refuses are
 reported at their own line and column. Everything that goes wrong here is a `SpecError` with a
-location.
+location. Also owns the one YAML writer for spec data (`dump_yaml`), whose text this loader reads
+back to equal data (a string such as '1e5' is quoted, not read back as a number).
 """
 
 from __future__ import annotations
@@ -54,13 +55,15 @@ _FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]
 for _cls in (_Loader, _Dumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
 
-# Characters a YAML reader takes as line breaks; outside double quotes a dumped string holding
-# one would read back changed (NEL folds to a space), so such strings are written double-quoted.
-_LINE_BREAKS = frozenset("\r\x85\u2028\u2029")
+# Characters a YAML reader takes as line breaks, and those a YAML stream may not hold at all
+LINE_BREAKS = "\n\r\x85\u2028\u2029"
+NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 
 
 def _represent_str(dumper: _Dumper, value: str) -> yaml.ScalarNode:
-    style = '"' if _LINE_BREAKS.intersection(value) else None
+    # outside double quotes a string holding a line break other than \n would read back changed
+    # (NEL folds to a space): such strings are written double-quoted, the breaks escaped
+    style = '"' if any(c in LINE_BREAKS and c != "\n" for c in value) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
