@@ -81,7 +81,7 @@ MAX_PICKLE_BYTES = 1 << 30  # 1 GiB: 3.9x the CelebA-HQ pickle, 2.6x its protoco
 MAX_ARRAY_BYTES = MAX_PICKLE_BYTES
 # Opcodes run, and objects in the loaded structure (a shared one counted at each place it is
 # used, as every later repr, comparison or save visits it): 17x the CelebA-HQ pickle's opcodes,
-# 170x its objects; that many are loaded and walked within a second.
+# 170x its objects; that many take about a second to load and walk.
 MAX_OBJECTS = 100_000
 # Containers nested inside each other: 6x the official 5, and far below Python's recursion limit
 # (1000), which repr, comparisons and saving the checkpoint's provenance rely on.
