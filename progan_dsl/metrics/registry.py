@@ -70,7 +70,8 @@ class Preset:
 # Official progressive_growing_of_gans config.py metric runs (metric-swd-16k, metric-fid-10k,
 # metric-msssim-20k: num_images 16384, 10000, 20000, the same count of reals) and StyleGAN2-ADA's
 # metrics/metric_main.py (fid50k_full, kid50k_full: 50,000 generated against the whole dataset).
-# fid5k is the CPU-sized one: Inception-v3 on a CPU takes about a second per 1-2 images.
+# fid5k is the CPU-sized one: Inception-v3 runs at about 4.5 images/s on two CPU cores
+# (docs/metrics.md), so its 10,000 images take under an hour there, fid50k_full several.
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
