@@ -1,9 +1,11 @@
-"""Deployment of finished generators: ONNX export and standalone PyTorch source.
+"""Deployment of finished generators: ONNX export, AOTInductor packages, standalone source.
 
 Modules: `onnx_export` (`export_onnx` -> one self-contained, checked .onnx file with metadata),
-`source` (`--source DIR`: the generated PyTorch package + safetensors + generate.py), `cli`
-(`progan-export`). Which generator ships is `progan_dsl.generate.stable_generator`; running
-exported files is `progan_dsl.generate` (onnxruntime samplers).
+`aoti` (`--aoti FILE.pt2`), `source` (`--source DIR`: the generated PyTorch package +
+safetensors + generate.py), `cli` (`progan-export`). The metadata every export carries is
+`progan_dsl.generate.meta.GeneratorMeta`. Which generator ships is
+`progan_dsl.generate.stable_generator`; running exported files is `progan_dsl.generate`
+(onnxruntime and AOTInductor samplers).
 """
 
 from progan_dsl.lazy import lazy_exports

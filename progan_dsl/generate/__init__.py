@@ -2,9 +2,11 @@
 
 Below metrics and export (neither imports the other; both import this).
 Modules: `stable` (a stable-stage generator from a checkpoint or run folder), `latents` (the
-latent recipe shared by every backend, seeds, walks), `ort` (onnxruntime sessions for exported
-files), `sampler` (`open_sampler` -> `Sampler` over torch or onnxruntime), `media` (PNG folders,
-GIF/MP4), `cli` (`progan-generate`).
+latent recipe shared by every backend, seeds, walks), `meta` (`GeneratorMeta`, the metadata
+contract of exported files), `ort` (onnxruntime sessions for exported files, their signature
+check), `aoti_package` (loading .pt2 packages safely on disk), `sampler` (`open_sampler` ->
+`Sampler` over torch, onnxruntime or AOTInductor), `media` (PNG folders, GIF/MP4), `cli`
+(`progan-generate`).
 """
 
 from progan_dsl.lazy import lazy_exports
