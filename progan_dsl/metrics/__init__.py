@@ -1,10 +1,10 @@
 """Image-quality metrics for generated images, and their registry.
 
 Modules: `registry` (the names and presets users type, torch-free), `evaluate` (`evaluate` ->
-`Results` with notes), `swd` (paper Section 5, official sliced_wasserstein.py), `msssim` (paper Section 5,
-official ms_ssim.py), `fid` (FID, KID with bundled Inception weights), `pyramid`, `images`
-(reading image sets), `progress` (bars on stderr for the command line), `runlog` (results
-appended to a run's log.jsonl), `cli` (`progan-metrics`).
+`Results` with notes), `swd` (paper Section 5, official sliced_wasserstein.py), `msssim` (paper
+Section 5, official ms_ssim.py), `fid` (FID, KID with bundled Inception weights), `pyramid`,
+`images` (reading image sets), `progress` (bars on stderr for the command line), `runlog`
+(results appended to a run's log.jsonl), `cli` (`progan-metrics`).
 """
 
 from progan_dsl.lazy import lazy_exports
