@@ -393,3 +393,32 @@ def test_random_labels_refuse_what_has_no_classes(dataset_dir: Path) -> None:
             random_labels(counts, 4, torch.Generator())
     with pytest.raises(ValueError, match="cannot draw -1"):
         random_labels([1], -1, torch.Generator())
+
+
+def test_the_uint8_tensor_path_gives_the_numpy_paths_batches(
+    labelled_dir: Path, dataset_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA path (rows into a pinned uint8 tensor, converted, faded and upsampled with torch
+    on the device) run on the CPU: pinning is switched off, everything else is that path."""
+    real_empty = torch.empty
+
+    def unpinned(*args: object, pin_memory: bool = False, **kwargs: object) -> torch.Tensor:
+        return real_empty(*args, **kwargs)  # type: ignore[call-overload]
+
+    for path, resolution in ((dataset_dir, 16), (labelled_dir, 8)):
+        calls = [(resolution, 4, 1.0), (resolution, 6, 0.0), (resolution, 4, 0.4)]
+        plain = ImageLoader(path, seed=6, mirror=True)
+        expected = [plain.next_reals(*call) for call in calls]
+        tensor_path = ImageLoader(path, seed=6, mirror=True)
+        tensor_path._pin = True
+        with monkeypatch.context() as patch:
+            patch.setattr(torch, "empty", unpinned)
+            got = [tensor_path.next_reals(*call) for call in calls]
+        for (_, _, alpha), a, b in zip(calls, expected, got, strict=True):
+            assert b.images.dtype == torch.float32 and b.images.shape == a.images.shape
+            if alpha in (0.0, 1.0):
+                assert torch.equal(a.images, b.images)
+            torch.testing.assert_close(a.images, b.images, rtol=0, atol=1e-6)
+            assert (a.labels is None) == (b.labels is None) == (path == dataset_dir)
+            if a.labels is not None and b.labels is not None:
+                assert torch.equal(a.labels, b.labels)

@@ -124,7 +124,8 @@ def test_sigkill_during_force_replacement(
         code = dataset_main(_create_args(src, out, "--skip-existing", "--max-images", "3"))
         assert code == {"new": 0, "old": 2}[recovered]
         out_err = capsys.readouterr()
-        assert ("skipped" in out_err.out) == (recovered == "new")
+        assert out_err.out == ""  # --quiet: reused (exit 0) or refused (exit 2) silently
+        assert ("does not match" in out_err.err) == (recovered == "old")
         assert ImageDataset(out).num_images == {"old": 5, "new": 3}[recovered]
     assert ImageDataset(out).verify() == []
     assert _listing(out.parent) == ["ds", "src.npy"]
