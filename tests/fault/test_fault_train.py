@@ -97,8 +97,9 @@ def start_slow(tmp_path: Path, argv: list[str], pause_at: int = 0) -> subprocess
     )
 
 
-def wait_for_images(outdir: Path, images: int, timeout: float = 60.0) -> Path:
-    """Poll the run log until a checkpoint at or past `images` is recorded; the run folder."""
+def wait_for_images(outdir: Path, images: int, timeout: float = 300.0) -> Path:
+    """Poll the run log until a checkpoint at or past `images` is recorded; the run folder. The
+    timeout only guards a hang (a start and a few iterations take seconds on an idle machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for log in outdir.glob("*/log.jsonl"):
@@ -110,7 +111,7 @@ def wait_for_images(outdir: Path, images: int, timeout: float = 60.0) -> Path:
     raise AssertionError(f"no checkpoint at {images} images within {timeout} s")
 
 
-def paused(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+def paused(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 300.0) -> None:
     """Wait until the slowed trainer pauses at its `pause_at` (the timeout only guards a hang)."""
     deadline = time.monotonic() + timeout
     while not (tmp_path / "paused").exists():
