@@ -13,8 +13,8 @@ each level is the float32 mean of each 2x2 block of the *unrounded* float level 
 level, and is stored as `rint(x).clip(0, 255)` in uint8 (round half to even). The float values
 are exact (multiples of 4^-k below 256 need at most 8 + 2k bits: exact in float32 down to 8
 halvings, 1024 -> 4), so level k is also the rounded mean of each 2^k x 2^k block of the top.
-Datasets made before this rule averaged the stored, rounded level above (`STORED_MEAN_RULE`);
-they stay readable, and their levels differ from these by at most one grey level.
+Datasets made before this rule averaged the stored, rounded level above (their manifests say
+so); they stay readable, and their levels differ from these by at most one grey level.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ DOWNSAMPLE_RULE = (
     "level k = rint(x_k).clip(0, 255) as uint8, x_top = the top level, x_k = float32 mean of each "
     "2x2 block of the unrounded x_(k+1), (a + b + c + d) * 0.25 (official dataset_tool.py); "
     "rint = round half to even"
-)
-STORED_MEAN_RULE = (  # the rule of datasets made by earlier versions (read as they are)
-    "level k = rint(mean of each 2x2 block of the stored uint8 level k+1), mean in float32 "
-    "(exact), rint = round half to even; computed level by level from the level above"
 )
 
 
