@@ -57,7 +57,7 @@ def _counts(source: ImageDataset | np.ndarray | torch.Tensor | list[int]) -> np.
                 "create it with 'progan-dataset create --labels'"
             )
         return np.asarray(source.class_counts, dtype=np.int64)
-    array = source.numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+    array = source.cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
     if (
         array.ndim != 1
         or not len(array)
