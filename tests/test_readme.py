@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks.__main__ as bench_cli
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"
@@ -57,7 +58,7 @@ MAKE_PROMISES = {
     "test": ["-m pytest"],
 }
 CLIS = ["compile", "train", "dataset", "metrics", "export", "generate", "import", "bench"]
-BENCHMARKS = ["compile", "loader", "metrics", "inference", "train"]
+BENCHMARKS = [*bench_cli.ALL, *getattr(bench_cli, "ON_REQUEST", [])]  # progan-bench NAME
 DATASET_SUBCOMMANDS = ["create", "info", "verify"]
 
 
@@ -445,7 +446,7 @@ def bench_help(name: str) -> str:
 def wrong_bench_options(where: str, args: list[str]) -> list[str]:
     """What `progan-bench [NAME ...] -- ARGS` passes after `--` that a named benchmark lacks."""
     cut = args.index("--")
-    names = [a for a in args[:cut] if not a.startswith("-")] or BENCHMARKS
+    names = [a for a in args[:cut] if not a.startswith("-")] or bench_cli.ALL
     wrong = []
     for name in names:
         if name not in BENCHMARKS:
