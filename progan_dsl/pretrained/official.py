@@ -16,7 +16,12 @@ Official semantics that the spec reproduces (networks.py):
   (`Conv1_down`) it pools before bias and activation, unfused it pools after them; at 4x4 the
   minibatch stddev layer (when mbstd_group_size > 1), a 3x3 conv, a dense layer and a linear
   dense output (gain 1);
-- use_wscale: weights stored N(0, 1) and scaled by gain / sqrt(fan_in) at run time.
+- use_wscale: weights stored N(0, 1) and scaled by gain / sqrt(fan_in) at run time;
+- label_size > 0 (class-conditional, official AC-GAN): G concatenates the one-hot labels to the
+  latent before the latent pixel norm (`combo_in`), so its dense layer has latent_size +
+  label_size inputs; D's last dense layer emits 1 + label_size features, the score then the
+  class logits. The spec says `conditioning: {classes: label_size}` (generator concat,
+  discriminator acgan, weight 1.0: loss.py cond_weight).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 from progan_dsl import paper
 from progan_dsl.errors import UserError
 from progan_dsl.pretrained.unpickle import NetworkState, OfficialPickle
+from progan_dsl.spec.models import MAX_CLASSES
 
 # Official G_paper / D_paper signature defaults (networks.py): what a missing argument means.
 G_PAPER_DEFAULTS: dict[str, Any] = {
@@ -232,14 +238,14 @@ class _Reader:
         if kw["dtype"] not in DTYPES:
             raise self.fail("dtype", kw["dtype"], f"must be one of {', '.join(DTYPES)}")
         out["dtype"] = str(kw["dtype"])
-        if out["label_size"] > 0:
-            raise UserError(
-                f"{self.where}: label_size={out['label_size']}: a class-conditional network (G "
-                f"takes [latent, labels] concatenated and pixel-normalised together, D outputs 1 + "
-                f"{out['label_size']} scores: the realness score and the auxiliary classifier's "
-                "label logits). The spec language has no conditioning, so it cannot be imported; "
-                "that needs a label input on G (label_size, concatenated to the latent before its "
-                "pixel norm and the 4x4 dense layer) and label outputs on D's last dense layer."
+        labels = out["label_size"]
+        if labels == 1 or labels > MAX_CLASSES:
+            raise self.fail(
+                "label_size",
+                labels,
+                f"the spec language conditions on 2..{MAX_CLASSES} classes given as one-hot "
+                "labels (label_size 0: unconditional); a single label component (official "
+                "'-cond1') cannot be imported",
             )
         return out
 
@@ -511,6 +517,13 @@ def spec_text(nets: OfficialNetworks, *, name: str, source: str, sha256: str, ta
         else "unfused Conv1 + downscale2d: activation, then pool"
     )
     up = "Conv0_up (fused)" if G.fused_scale else "upscale2d + Conv0"
+    K = G.label_size
+    cond = (
+        f"  conditioning: {{classes: {K}}}   # label_size: G concat, D acgan (1 + {K} outputs)\n"
+        if K
+        else ""
+    )
+    classes = f", {K} classes" if K else ""
     res, stage_res = nets.resolutions, nets.stage_resolution
     group = D.mbstd_group_size
     minibatch = ", ".join(f"{r}: {_minibatch(r, group)}" for r in res)
@@ -550,7 +563,7 @@ spec_version: 1
 name: {name}
 description: >
   NVIDIA's pretrained ProGAN networks from {source}: {G.resolution}x{G.resolution},
-  {G.num_channels} channels, latent {G.latent_size}, imported at stage {stage_res} \
+  {G.num_channels} channels, latent {G.latent_size}{classes}, imported at stage {stage_res} \
 (lod {nets.lod:g}).
 
 architecture:
@@ -568,7 +581,7 @@ epsilon: {yaml_float(G.pixelnorm_epsilon)}, latent: {str(G.normalize_latents).lo
   fade_in: true
   fused_scale: {str(nets.fused).lower()}                   # G fused_scale={G.fused_scale}, \
 D fused_scale={D.fused_scale}
-
+{cond}
   generator:
     first_block:                       # 4x4/Dense, 4x4/Conv
       - {{kind: project, gain: {G_DENSE_GAIN!r}{act}}}   # official dense gain sqrt(2)/4{act_note}

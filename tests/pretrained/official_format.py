@@ -9,7 +9,9 @@ global names exactly: the stand-in class is written as `tfutil.Network` and nump
 `numpy._core.*` reconstructors under their numpy 1.x names.
 
 Variables are named and shaped as networks.py G_paper / D_paper create them (derived here from
-the official source independently of `progan_dsl.pretrained.weights`).
+the official source independently of `progan_dsl.pretrained.weights`), class-conditional ones
+(label_size > 0) included: G's 4x4/Dense takes latent + label_size inputs, D's 4x4/Dense1 gives
+1 + label_size outputs.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ D_DEFAULTS = dict(
     dtype="float32",
     fused_scale=True,
 )
+
+
+# The official CIFAR-10 conditional configuration (config.py '-cifar10' with '-cond'): the dataset
+# gives 3 channels, 32x32 and its 10 one-hot labels (label_size); G_paper / D_paper defaults else.
+CIFAR10_COND = dict(num_channels=3, resolution=32, label_size=10)
 
 
 def g_shapes(kw: dict[str, Any]) -> dict[str, tuple[int, ...]]:

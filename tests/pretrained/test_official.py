@@ -204,14 +204,11 @@ def test_lod_names_a_stable_stage_and_the_schedule_resumes_growth_there():
     ("g", "d", "message"),
     [
         (
-            dict(label_size=10),
+            dict(label_size=1),
             None,
-            "G (network 'G', G_paper): label_size=10: a class-conditional network (G takes "
-            "[latent, labels] concatenated and pixel-normalised together, D outputs 1 + 10 "
-            "scores: the realness score and the auxiliary classifier's label logits). The spec "
-            "language has no conditioning, so it cannot be imported; that needs a label input on "
-            "G (label_size, concatenated to the latent before its pixel norm and the 4x4 dense "
-            "layer) and label outputs on D's last dense layer.",
+            "G (network 'G', G_paper): static argument label_size=1: the spec language "
+            "conditions on 2..65536 classes given as one-hot labels (label_size 0: "
+            "unconditional); a single label component (official '-cond1') cannot be imported",
         ),
         (
             dict(use_batchnorm=True),
