@@ -194,6 +194,14 @@ def check_signature(
     ):
         expected = ", ".join(want_inputs) if want_inputs else "one input z"
         raise fail(f"its inputs are {', '.join(names) or 'none'}", f"the inputs {expected}")
+    if meta is not None and meta.num_classes:
+        labels = inputs[1]
+        if labels.type != "tensor(float)" or _dims(labels)[1:] != [meta.num_classes]:
+            raise fail(f"input {described(labels)}", f"float32 one-hot [N, {meta.num_classes}]")
+        raise UserError(
+            f"{source}: a conditional generator ({meta.num_classes} classes, input labels); "
+            "this version draws from unconditional generators only"
+        )
     z = inputs[0]
     dims = _dims(z)
     if z.type not in _FLOATS or len(z.shape) != 2:
@@ -313,11 +321,16 @@ class OnnxGenerator:
 
     def run(self, z: np.ndarray) -> np.ndarray:
         """Images [N, C, H, W] as a float32 host array for latents z [N, latent_size]."""
-        if self.on_gpu:
-            images = np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
-        else:
-            feed: dict[str, np.ndarray] = {
-                self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)
-            }
-            images = np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
+        try:
+            if self.on_gpu:
+                images = np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
+            else:
+                feed: dict[str, np.ndarray] = {
+                    self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)
+                }
+                out = self.session.run([self.output_name], feed)[0]
+                images = np.asarray(out, dtype=np.float32)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises several types for a bad graph
+            first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+            raise UserError(f"{self.source}: onnxruntime failed to run it ({first})") from None
         return self.check_output(images, len(z))

@@ -326,3 +326,35 @@ def test_help_says_a_package_runs_code(capsys: pytest.CaptureFixture[str]) -> No
         text = " ".join(capsys.readouterr().out.split())
         assert "compiled code that runs when it is loaded" in text
         assert "trusted source" in text
+
+
+def test_a_graph_that_fails_while_running_is_one_error(tmp_path: Path) -> None:
+    path = graph_file(tmp_path / "bad.onnx", props=props(), reshape_to=[-1, 5, 2, 2], opaque=True)
+    sampler = open_sampler(path, device="cpu")  # its declared signature is fine
+    with pytest.raises(UserError, match=r"bad.onnx: onnxruntime failed to run it \("):
+        sampler.sample(np.zeros((2, 12), np.float32))
+
+
+def test_a_conditional_generator_is_refused_clearly(tmp_path: Path) -> None:
+    def conditional(path: Path, labels_type: int) -> Path:
+        z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 12])
+        labels = helper.make_tensor_value_info("labels", labels_type, ["batch", 10])
+        images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 2, 2])
+        shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 3, 2, 2])
+        node = helper.make_node("Reshape", ["z", "shape"], ["images"])
+        graph = helper.make_graph([node], "g", [z, labels], [images], [shape])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        meta = reshape_meta(num_classes=10, inputs=("z", "labels"))
+        for key, value in meta.to_props().items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+        return path
+
+    with pytest.raises(UserError, match="unconditional generators only"):
+        open_sampler(conditional(tmp_path / "c.onnx", TensorProto.FLOAT), device="cpu")
+    with pytest.raises(UserError, match=r"expected float32 one-hot \[N, 10\]"):
+        open_sampler(conditional(tmp_path / "i.onnx", TensorProto.INT64), device="cpu")
+    path = graph_file(tmp_path / "z_only.onnx", props=props(num_classes="10", inputs="z,labels"))
+    with pytest.raises(UserError, match="its inputs are z; expected the inputs z, labels"):
+        open_sampler(path, device="cpu")
