@@ -111,11 +111,11 @@ def test_user_errors_exit_2_and_leave_nothing(small, tmp_path, capsys):
     (full / "keep.txt").write_text("mine")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    cifar = dump(
+    cond1 = dump(  # conditioned on one label component (official '-cond1')
         official_tuple(
-            SMALL | dict(resolution=32, label_size=10), SMALL | dict(resolution=32, label_size=10)
+            SMALL | dict(resolution=32, label_size=1), SMALL | dict(resolution=32, label_size=1)
         ),
-        tmp_path / "cifar.pkl",
+        tmp_path / "cond1.pkl",
     )
     cases = [
         (
@@ -133,8 +133,9 @@ def test_user_errors_exit_2_and_leave_nothing(small, tmp_path, capsys):
             "is an identifier (a letter, then up to 63 letters, digits or underscores)",
         ),
         (
-            [cifar, "--out", tmp_path / "c"],
-            f"error: {cifar}: G (network 'G', G_paper): label_size=10: a class-conditional network",
+            [cond1, "--out", tmp_path / "c"],
+            f"error: {cond1}: G (network 'G', G_paper): static argument label_size=1: the spec "
+            "language conditions on 2..65536 classes",
         ),
         (
             [tmp_path / "missing.pkl", "--out", tmp_path / "m"],
