@@ -321,6 +321,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(args, jobs, device)
 
 
+@dataclass(frozen=True)
+class Done:
+    """A job's results, notes and the image counts it compared."""
+
+    job: Job
+    values: dict[str, float]
+    notes: list[str]
+    num_fake: int
+    num_real: int | None  # None: no real images
+
+
 def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> int:
     fakes = load_fake_images(args, max(job.num_fake for job in jobs))
     fake = fakes.images
@@ -330,16 +341,16 @@ def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> in
             f"{_fake_label(args)}: generated images are {fake.shape[-2]}x{fake.shape[-1]}, "
             f"but the comparison resolution is {resolution}"
         )
-    results: dict[str, float] = {}
-    notes: list[str] = []
-    done: list[tuple[Job, dict[str, float], torch.Tensor | None]] = []
+    done: list[Done] = []
+    last_real: torch.Tensor | None = None  # the real images of the last job, for the summary
     for job in jobs:
-        values, job_notes, real = run_job(args, job, fake, resolution, device)
-        results.update(values)
-        notes += [note for note in job_notes if note not in notes]
-        done.append((job, values, real))
+        values, notes, real = run_job(args, job, fake, resolution, device)
+        num_real = None if real is None else int(real.shape[0])
+        done.append(Done(job, values, notes, min(fake.shape[0], job.num_fake), num_real))
+        last_real = real
+    results = {key: value for d in done for key, value in d.values.items()}
+    notes = list(dict.fromkeys(note for d in done for note in d.notes))
 
-    last_real = done[-1][2]
     if not args.quiet:
         real_note = "none" if last_real is None else f"{args.data}: {_shape(last_real)}"
         print(f"real: {real_note}\nfake: {_fake_label(args)}: {_shape(fake)}")
@@ -347,44 +358,21 @@ def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> in
         for note in notes:
             print(f"note: {note}")
     if args.json is not None:
-        report = {
-            "metrics": results,
-            "resolution": resolution,
-            "num_real": None if last_real is None else last_real.shape[0],
-            "num_fake": min(fake.shape[0], max(job.num_fake for job in jobs)),
-            "data": None if args.data is None else str(args.data),
-            "fake": _fake_label(args),
-            "seed": args.seed,
-            "msssim_pairs": args.pairs if any("msssim" in j.names for j in jobs) else None,
-            "swd_patches": args.swd_patches
-            if any({"swd", "swd_floor"} & set(j.names) for j in jobs)
-            else None,
-            "presets": None
-            if jobs[0].preset is None
-            else {
-                job.preset.name: {"num_fake": job.num_fake, "num_real": _count(real)}
-                for job, _, real in done
-                if job.preset is not None
-            },
-            "notes": notes,
-            "device": str(device),
-        }
-        if jobs[0].preset is not None:
-            report["msssim_pairs"] = next((j.pairs for j in jobs if "msssim" in j.names), None)
+        report = _json_report(args, done, results, notes, resolution, device)
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         if not args.quiet:
             print(f"wrote {args.json}")
     run = None if args.network is None or args.no_log else run_folder_of(args.network)
     if run is not None and fakes.images_trained is not None:
-        for job, values, real in done:
+        for d in done:
             record = metrics_record(
-                values,
+                d.values,
                 images_shown=fakes.images_trained,
                 resolution=resolution,
                 checkpoint=fakes.checkpoint.name if fakes.checkpoint else None,
-                preset=job.preset.name if job.preset else None,
-                num_fake=min(fake.shape[0], job.num_fake),
-                num_real=_count(real),
+                preset=d.job.preset.name if d.job.preset else None,
+                num_fake=d.num_fake,
+                num_real=d.num_real,
                 seed=args.seed,
             )
             path = append_record(run, record)
@@ -393,5 +381,32 @@ def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> in
     return 0
 
 
-def _count(real: torch.Tensor | None) -> int | None:
-    return None if real is None else int(real.shape[0])
+def _json_report(
+    args: argparse.Namespace,
+    done: list[Done],
+    results: dict[str, float],
+    notes: list[str],
+    resolution: int,
+    device: torch.device,
+) -> dict[str, object]:
+    """What --json writes: the values, the notes and what was compared."""
+    names = {name for d in done for name in d.job.names}
+    presets = {
+        d.job.preset.name: {"num_fake": d.num_fake, "num_real": d.num_real}
+        for d in done
+        if d.job.preset is not None
+    }
+    return {
+        "metrics": results,
+        "resolution": resolution,
+        "num_real": done[-1].num_real,
+        "num_fake": max(d.num_fake for d in done),
+        "data": None if args.data is None else str(args.data),
+        "fake": _fake_label(args),
+        "seed": args.seed,
+        "msssim_pairs": next((d.job.pairs for d in done if "msssim" in d.job.names), None),
+        "swd_patches": args.swd_patches if {"swd", "swd_floor"} & names else None,
+        "presets": presets or None,
+        "notes": notes,
+        "device": str(device),
+    }

@@ -61,9 +61,10 @@ class Preset:
         return self.num_fake // 2
 
     def describe(self) -> str:
-        real = "all real images" if self.num_real is None else f"{self.num_real:,} real"
         if not METRIC_INFO[self.metric].needs_real:
-            real = f"{self.pairs:,} pairs"
+            pairs = f"{self.pairs:,} pairs of {self.num_fake:,} generated"
+            return f"{self.metric}, {pairs} ({self.source})"
+        real = "all real images" if self.num_real is None else f"{self.num_real:,} real"
         return f"{self.metric}, {self.num_fake:,} generated vs {real} ({self.source})"
 
 
