@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from progan_dsl.codegen.render import render_stage, render_template
-from progan_dsl.codegen.view import class_name, module_view
+from progan_dsl.codegen.view import call_text, class_name, module_view
 from progan_dsl.fsutil import MARKER_NAME, plan_output_dir, staged_dir, translate_write_errors
 from progan_dsl.ir import CompiledGraphs
 
@@ -71,5 +71,7 @@ def _write_package(graphs: CompiledGraphs, folder: Path) -> None:
             stages=entries,
             spec_name=spec.spec.name,
             spec_hash=spec.hash,
+            g_call=call_text(graphs.stage_graph("G", graphs.stages[-1])),
+            d_call=call_text(graphs.stage_graph("D", graphs.stages[-1])),
         )
     )

@@ -12,13 +12,12 @@ from typing import Any
 
 from progan_dsl.ir import BlockGraph, EdgeKind, Node, Role, Stage, param_count
 from progan_dsl.ir.describe import describe
-from progan_dsl.ir.types import NET_NAME
+from progan_dsl.ir.types import NET_NAME, PortRole
 from progan_dsl.kinds import get_kind
 
 RUNTIME_MODULE = "progan_dsl.nn.layers"
 RUNTIME_ALIAS = "L"
 POSITIONAL = ("in_channels", "out_channels", "in_features", "out_features", "out_shape")
-INPUT_VAR = {"G": "z", "D": "img"}
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,12 @@ class ModuleView:
     header: list[str]
     imports: list[str]
     class_name: str
-    docstring: str
-    input_var: str
-    has_alpha: bool
+    docstring: list[str]  # lines
+    params: list[str]  # the forward arguments after self, annotated, in signature order
+    returns: str  # the forward's return annotation
     layers: list[LayerLine]
     steps: list[StepLine]
-    output_var: str
+    result: str  # the returned expression
 
 
 def class_name(net: str, stage: Stage) -> str:
@@ -99,6 +98,49 @@ def _is_layer(node: Node) -> bool:
     return node.kind not in ("input", "lerp")
 
 
+ROLE_DOC = {
+    PortRole.LATENT: "latent vectors",
+    PortRole.LABELS: "one-hot class labels",
+    PortRole.IMAGE: "images in [-1, 1]",
+    PortRole.SCORES: "realness scores",
+    PortRole.CLASS_LOGITS: "class logits",
+}
+
+
+def _signature_doc(graph: BlockGraph, fade: bool) -> list[str]:
+    """The docstring lines that state the calling convention the module has."""
+    sig = graph.signature
+    lines = ["Inputs:"]
+    for port in sig.inputs:
+        if port.role == PortRole.ALPHA:
+            use = (
+                "fade-in weight of the new block, a 0-dim tensor in [0, 1]"
+                if fade
+                else "accepted and unused at a stable stage (every stage is called alike)"
+            )
+            lines.append(f"    {port.name}: {use}.")
+        else:
+            shape = shape_comment(graph.port_shape(port))
+            lines.append(f"    {port.name}: {ROLE_DOC[port.role]}, {shape}.")
+    lines.append("Returns:" if len(sig.outputs) == 1 else "Returns, as a tuple:")
+    for port in sig.outputs:
+        shape = shape_comment(graph.port_shape(port))
+        lines.append(f"    {port.name}: {ROLE_DOC[port.role]}, {shape}.")
+    return lines
+
+
+def call_text(graph: BlockGraph) -> str:
+    """`D(img, alpha) -> (scores, class_logits)`: a network's calling convention in words."""
+    sig = graph.signature
+    outs = ", ".join(p.name for p in sig.outputs)
+    outs = outs if len(sig.outputs) == 1 else f"({outs})"
+    return f"{graph.net}({', '.join(p.name for p in sig.inputs)}) -> {outs}"
+
+
+def _result(var: str, take: tuple[int, int] | None) -> str:
+    return var if take is None else f"{var}[:, {take[0]}:{take[1]}]"
+
+
 def _ctor(node: Node) -> str:
     kind = get_kind(node.kind)
     args = kind.ctor(node.facts())
@@ -135,10 +177,19 @@ def module_view(
     holds: dict[str, str] = {}  # variable -> node whose output it currently holds
     layers: list[LayerLine] = []
     steps: list[StepLine] = []
+    sig = graph.signature
+    fade = stage.phase == "fade"
+    params = []
+    for port in sig.inputs:
+        name = _identifier(port.name)
+        if port.node is not None:
+            var[port.node] = name
+            holds[name] = port.node
+            params.append(f"{name}: Tensor")
+        else:  # alpha: required where the stage fades, optional where it is stable
+            params.append(f"{name}: Tensor" if fade else f"{name}: Tensor | None = None")
     for node in graph.nodes():
         if node.kind == "input":
-            var[node.id] = INPUT_VAR[net]
-            holds[var[node.id]] = node.id
             continue
         preds = graph.preds(node.id)
         for p, _ in preds:  # liveness check: every input is still in its variable
@@ -159,30 +210,28 @@ def module_view(
             act = f", {desc.activation}" if desc.activation is not None else ""
             norm = ", pixel norm" if desc.normalize else ""
             layers.append(LayerLine(attr, _ctor(node), f"{node.id}: {desc.label}{act}{norm}"))
-            steps.append(StepLine(f"{out} = self.{attr}({var[preds[0][0].id]})", shape))
+            args = ", ".join(var[p.id] for p, _ in preds)
+            steps.append(StepLine(f"{out} = self.{attr}({args})", shape))
         var[node.id] = out
         holds[out] = node.id
-    sink = graph.sinks()[0]
-    params = param_count(graph)
+    for port in sig.outputs:  # liveness of the results
+        assert port.node is not None and holds.get(var[port.node]) == port.node, port
+    results = [_result(var[p.node], p.take) for p in sig.outputs if p.node is not None]
+    count = param_count(graph)
     title = f"{NET_NAME[net]}, stage {stage.resolution} {stage.phase}"
-    fade = (
-        " alpha: fade-in weight of the new block, a 0-dim tensor in [0, 1]."
-        if stage.phase == "fade"
-        else ""
-    )
     return ModuleView(
         header=[
             f"Generated by progan-dsl from spec '{_identifier(spec_name)}' "
             f"(sha256 {spec_hash[:16]}).",
-            f"{title}: {params:,} trainable parameters; fused_scale={'on' if fused else 'off'}.",
+            f"{title}: {count:,} trainable parameters; fused_scale={'on' if fused else 'off'}.",
             "Do not edit: regenerate with `progan-compile SPEC --emit-source DIR`.",
         ],
         imports=_imports(graph, runtime_import),
         class_name=class_name(net, stage),
-        docstring=f"{title} ({params:,} parameters).{fade}",
-        input_var=INPUT_VAR[net],
-        has_alpha=stage.phase == "fade",
+        docstring=[f"{title} ({count:,} parameters).", "", *_signature_doc(graph, fade)],
+        params=params,
+        returns="Tensor" if len(results) == 1 else f"tuple[{', '.join(['Tensor'] * len(results))}]",
         layers=layers,
         steps=steps,
-        output_var=var[sink.id],
+        result=", ".join(results),
     )

@@ -22,8 +22,9 @@ Layout of the dict (format "progan-dsl-checkpoint", version 1):
                                           e.g. imported networks; such a file can start a run
                                           but not resume one bit for bit)
     scaler: None                          no loss scaler (bf16 autocast needs none)
-    extra: dict                           the run's bookkeeping: seed, kimg, data, run,
-                                          world_size, phase_index, elapsed_s, tick_window
+    extra: dict                           the run state (`RunState`, typed on reading): seed,
+                                          world_size, phase_index, held_images, repeat, kimg,
+                                          data, run, elapsed_s, tick_window
     info: dict                            provenance (e.g. imported_from), plain values
 """
 
@@ -33,7 +34,7 @@ import os
 import re
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,77 @@ class TrainingState:
     loader: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RunState:
+    """The run's bookkeeping a checkpoint carries besides weights and optimizer state: written
+    by the trainer, read back on resume, each field checked for its type on reading."""
+
+    seed: int = 0
+    world_size: int = 1
+    phase_index: int = 0
+    held_images: int = 0  # images shown when the current group of minibatch_repeats began
+    repeat: int = 0  # iterations of that group already done
+    kimg: float | None = None  # the --kimg the run was started with (None: the spec's)
+    data: str | None = None  # the dataset folder
+    run: str | None = None  # the run folder's name
+    elapsed_s: float = 0.0  # training seconds of all invocations so far
+    tick_window: tuple[tuple[float, ...], ...] = ()  # loss rows of the unfinished tick
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["tick_window"] = [list(row) for row in self.tick_window]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], p: _Problems) -> RunState | None:
+        """The run state of a file, or None with `p` told what is wrong. Unknown keys are kept
+        out (an older or newer writer's bookkeeping)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value = raw[f.name]
+            kind = _RUN_STATE_TYPES[f.name]
+            if value is None and None in kind:
+                values[f.name] = None
+            elif int in kind and _is_int(value) and value >= 0:
+                values[f.name] = value
+            elif float in kind and isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[f.name] = float(value)
+            elif str in kind and isinstance(value, str):
+                values[f.name] = value
+            elif f.name == "tick_window" and _is_rows(value):
+                values[f.name] = tuple(tuple(float(v) for v in row) for row in value)
+            else:
+                names = " or ".join(_TYPE_WORDS[k] for k in kind) or _TYPE_WORDS_ROWS
+                p.expect(False, f"run state '{f.name}' must be {names}, got {value!r}")
+        return cls(**values) if not p.items else None
+
+
+_TYPE_WORDS = {int: "a non-negative integer", float: "a number", str: "a string", None: "null"}
+_RUN_STATE_TYPES: dict[str, tuple[Any, ...]] = {
+    "seed": (int,),
+    "world_size": (int,),
+    "phase_index": (int,),
+    "held_images": (int,),
+    "repeat": (int,),
+    "kimg": (float, None),
+    "data": (str, None),
+    "run": (str, None),
+    "elapsed_s": (float,),
+    "tick_window": (),
+}
+_TYPE_WORDS_ROWS = "a list of rows of numbers"
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(row, list)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+        for row in value
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class Checkpoint:
     """One checkpoint: the spec, the stage, the weights and (for resuming) the training state."""
@@ -110,7 +182,7 @@ class Checkpoint:
     G_ema: StateDict
     D: StateDict | None = None
     training: TrainingState | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    run_state: RunState | None = None  # absent in weights-only files (e.g. imported networks)
     info: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where it was read from or last written to
     skipped: tuple[str, ...] = ()  # newer files of a run folder that failed to load, and why
@@ -128,7 +200,7 @@ class Checkpoint:
         G_ema: StateDict | None = None,
         images_shown: int = 0,
         training: TrainingState | None = None,
-        extra: Mapping[str, Any] | None = None,
+        run_state: RunState | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> Checkpoint:
         """A checkpoint of networks compiled from `loaded` at `stage` (G EMA defaults to G).
@@ -143,7 +215,7 @@ class Checkpoint:
             G_ema=_cpu(G if G_ema is None else G_ema),
             D=None if D is None else _cpu(D),
             training=training,
-            extra=dict(extra or {}),
+            run_state=run_state,
             info=dict(info or {}),
         )
         ckpt.check_weights()
@@ -207,7 +279,7 @@ class Checkpoint:
             "G": self.G,
             "G_ema": self.G_ema,
             "scaler": None,
-            "extra": dict(self.extra),
+            "extra": self.run_state.to_dict() if self.run_state is not None else {},
             "info": dict(self.info),
         }
         if self.D is not None:
@@ -455,7 +527,9 @@ def _parse(raw: Any, path: Path) -> Checkpoint:
         p.expect(opt_ok, "opt_G/opt_D must be optimizer state dicts")
         p.expect(D is not None, "D is missing (a checkpoint with training state holds D)")
     extra, info = raw.get("extra", {}), raw.get("info", {})
-    p.expect(isinstance(extra, dict), "extra must be a dict")
+    run_state = None
+    if p.expect(isinstance(extra, dict), "extra (the run state) must be a dict") and extra:
+        run_state = RunState.from_dict(extra, p)
     p.expect(isinstance(info, dict), "info must be a dict")
     p.raise_if_any()
     assert stage is not None and G is not None
@@ -471,7 +545,7 @@ def _parse(raw: Any, path: Path) -> Checkpoint:
         G_ema=G if G_ema is None else G_ema,
         D=D,
         training=training,
-        extra=extra,
+        run_state=run_state,
         info=info,
         path=path,
     )

@@ -2,10 +2,10 @@
 
 Training, export and `--emit-source` all get their modules here, from the one codegen path.
 
-One calling convention: every module `Program.build` returns is called as `module(x, alpha)`.
-Fade-in modules use alpha (a 0-dim tensor in [0, 1]); stable ones accept and ignore it (a
-subclass of the generated class adds the argument, so the generated source, parameter names and
-tracebacks stay those of the generated module). Callers never branch on the phase.
+One calling convention, stated by each network's `Signature` (`Program.signature`): every stage
+of a network takes the same arguments in the same order, alpha last (fade stages use it, stable
+ones accept and ignore it), so callers bind arguments by role (`Signature.args`) and read results
+by role (`Signature.results`) and never branch on the phase or on what the spec conditions on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from progan_dsl.codegen import class_name, load_class, module_view, render_stage
 from progan_dsl.ir import BlockGraph, CompiledGraphs, Stage, compile_graphs, param_count
 from progan_dsl.ir.pipeline import select_stages
+from progan_dsl.ir.types import Signature
 from progan_dsl.spec import LoadedSpec, Spec, load_spec
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ class Program:
     def graph(self, net: str, stage: Stage) -> BlockGraph:
         return self.graphs.stage_graph(net, stage)
 
+    def signature(self, net: str, stage: Stage | None = None) -> Signature:
+        """What the network takes and gives (the same at every stage; shapes differ)."""
+        return self.graph(net, stage or self.final_stage).signature
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional spec, 0 for an unconditional one."""
+        return self.spec.architecture.num_classes
+
     def params(self, net: str, stage: Stage) -> int:
         return param_count(self.graph(net, stage))
 
@@ -81,27 +91,12 @@ class Program:
             tag = "fused" if self.fused else "plain"
             filename = f"<progan:{self.spec.name}:{self.loaded.hash[:8]}:{tag}:{net}_{stage.name}>"
             cls = load_class(self.source(net, stage), filename, class_name(net, stage))
-            self._classes[key] = cls if stage.phase == "fade" else _taking_alpha(cls)
+            self._classes[key] = cls
         return self._classes[key]
 
     def build(self, net: str, stage: Stage) -> nn.Module:
         """A fresh module of this network and stage (weights initialised N(0, 1), biases 0)."""
         return self.module_class(net, stage)()
-
-
-def _taking_alpha(cls: type[nn.Module]) -> type[nn.Module]:
-    """A stable stage's generated class, also callable as `module(x, alpha)` (alpha ignored)."""
-
-    def forward(self: nn.Module, x: Any, alpha: Any = None) -> Any:
-        return cls.forward(self, x)
-
-    namespace = {
-        "forward": forward,
-        "__doc__": cls.__doc__,
-        "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
-    }
-    return type(cls.__name__, (cls,), namespace)
 
 
 def compile_spec(

@@ -43,6 +43,8 @@ G_EMA_DECAY = 0.999  # official train.py G_smoothing = 0.999 (Section 5: running
 D_REPEATS = 1  # official train.py D_repeats = 1: one D step per G step
 FADE_KIMG = 600  # official train.py lod_transition_kimg = 600 (the paper's Appendix A uses 800)
 STABLE_KIMG = 600  # official train.py lod_training_kimg = 600 (the paper uses 800)
+MINIBATCH_REPEATS = 4  # official train.py minibatch_repeats = 4: lod and lrate held over 4 steps
+COND_WEIGHT = 1.0  # official loss.py cond_weight = 1.0: weight of the AC-GAN label penalties
 
 # ---- metrics (Section 5; official metrics/) -----------------------------------------------------
 MSSSIM_PAIRS = 10_000  # Section 5: MS-SSIM over 10k pairs (official log name "metric-msssim-20k")

@@ -175,12 +175,16 @@ def test_spec_and_ir_load_without_torch() -> None:
 
 
 def test_training_code_stays_small() -> None:
-    """No class in progan_dsl/train longer than 200 lines, no function longer than 90."""
+    """No class in progan_dsl/train longer than 200 lines, no function longer than 90. The
+    Trainer may reach 300: it owns one iteration, the modules of its phase and its own checkpoint
+    state in both directions (a second module restoring its fields was the seam that went)."""
     too_long = []
     for path in (PACKAGE / "train").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-                limit = 200 if isinstance(node, ast.ClassDef) else 90
+                limit = 90
+                if isinstance(node, ast.ClassDef):
+                    limit = 300 if node.name == "Trainer" else 200
                 length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
                 if length > limit:
                     too_long.append(f"{path.name}:{node.name} {length} > {limit}")

@@ -130,13 +130,14 @@ def _restored_exactly(ckpt: Any, device: str) -> bool:
     from progan_dsl.train.trainer import Trainer
 
     program = compile_spec(ckpt.loaded)
+    state = ckpt.run_state
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device(device))
     trainer = Trainer(
         program,
-        build_schedule(program.spec, ckpt.extra.get("kimg")),
+        build_schedule(program.spec, state.kimg if state else None),
         env,
         lambda r, b, a: torch.zeros(0),
-        int(ckpt.extra.get("seed", 0)),
+        state.seed if state else 0,
     )
     trainer.restore(ckpt)
     same = all(

@@ -4,6 +4,10 @@ Per-stage graphs are cut out of these by `passes.select_stage`. Node ids are sta
 (`G.b64.conv1`, `D.b4.mbstd`) that become parameter names, so weights carry over between stages.
 Names come from `spec.names` (the spec rules already refused duplicate and reserved ones).
 Layer defaults (activation, gain, pixel norm) are resolved here, once.
+
+Each network gets its `Signature` here: G takes (z[, labels], alpha) and gives the image; D takes
+(img[, labels], alpha) and gives the scores[, class logits]. A conditional spec's labels are
+wired from the records of `kinds.conditioning`, by mode, never by special cases here.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from progan_dsl.ir.graph import BlockGraph
-from progan_dsl.ir.types import Node, Role, Span
+from progan_dsl.ir.types import Node, Port, PortRole, Role, Signature, Span
 from progan_dsl.kinds import LayerBase, get_kind
+from progan_dsl.kinds.conditioning import D_MODES, G_MODES
 from progan_dsl.spec import LoadedSpec, Spec
 from progan_dsl.spec import names as N
 
@@ -114,6 +119,24 @@ def build_generator(loaded: LoadedSpec) -> BlockGraph:
         )
     )
     prev = z.id
+    inputs = [Port(INPUT_NAMES["G"], PortRole.LATENT, z.id)]
+    cond = arch.conditioning
+    if cond is not None:
+        labels = g.add(_labels_input(ctx, "G"))
+        inputs.append(Port(N.LABELS, PortRole.LABELS, labels.id))
+        join = g.add(
+            Node(
+                id=N.node_id("G", N.LATENT_BLOCK, N.COND),
+                net="G",
+                kind=G_MODES[cond.generator].kind,
+                resolution=0,
+                role=Role.COND,
+                span=ctx.span(("architecture", "conditioning", "generator")),
+            )
+        )
+        g.connect(prev, join.id, slot=0)
+        g.connect(labels.id, join.id, slot=1)
+        prev = join.id
     if arch.pixel_norm.latent:
         norm = g.add(
             Node(
@@ -140,7 +163,51 @@ def build_generator(loaded: LoadedSpec) -> BlockGraph:
             ctx.node("G", res, N.TO_RGB, rgb, Role.TO_RGB, ("architecture", "generator", "to_rgb"))
         )
         g.connect(prev, to_rgb.id)
+    g.signature = Signature(
+        inputs=(*inputs, Port("alpha", PortRole.ALPHA)),
+        outputs=(Port("image", PortRole.IMAGE, to_rgb.id),),
+    )
     return g
+
+
+INPUT_NAMES = {"G": "z", "D": "img"}  # the argument names of generated modules
+
+
+def _labels_input(ctx: _Ctx, net: str) -> Node:
+    classes = ctx.arch.num_classes
+    return Node(
+        id=N.node_id(net, N.LABELS_BLOCK, N.LABELS),
+        net=net,
+        kind="input",
+        resolution=0,
+        role=Role.INPUT,
+        out_shape=(classes,),
+        span=ctx.span(("architecture", "conditioning", "classes")),
+    )
+
+
+def _condition_head(ctx: _Ctx, d: BlockGraph, head: Node, inputs: list[Port]) -> list[Port]:
+    """Turn D's last layer into the conditioning mode's head; return D's outputs."""
+    cond = ctx.arch.conditioning
+    if cond is None:
+        return [Port("scores", PortRole.SCORES, head.id)]
+    mode = D_MODES[cond.discriminator]
+    classes = cond.classes
+    layer = head.layer
+    out = getattr(layer, "out", None)
+    if mode.class_logits and isinstance(out, int):  # the score, then one logit per class
+        layer = layer.model_copy(update={"out": out + classes})  # type: ignore[union-attr]
+    d.replace(head.with_(kind=mode.head_kind, layer=layer))
+    if mode.takes_labels:
+        labels = d.add(_labels_input(ctx, "D"))
+        d.connect(labels.id, head.id, slot=1)
+        inputs.append(Port(N.LABELS, PortRole.LABELS, labels.id))
+    if not mode.class_logits:
+        return [Port("scores", PortRole.SCORES, head.id)]
+    return [
+        Port("scores", PortRole.SCORES, head.id, take=(0, 1)),
+        Port("class_logits", PortRole.CLASS_LOGITS, head.id, take=(1, 1 + classes)),
+    ]
 
 
 def build_discriminator(loaded: LoadedSpec) -> BlockGraph:
@@ -180,4 +247,8 @@ def build_discriminator(loaded: LoadedSpec) -> BlockGraph:
         if prev is not None:
             d.connect(prev, nodes[0].id)
         prev = nodes[-1].id
+    assert prev is not None
+    inputs = [Port(INPUT_NAMES["D"], PortRole.IMAGE, img.id)]
+    outputs = _condition_head(ctx, d, d.node(prev), inputs)
+    d.signature = Signature(inputs=(*inputs, Port("alpha", PortRole.ALPHA)), outputs=tuple(outputs))
     return d

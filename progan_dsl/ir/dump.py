@@ -5,7 +5,7 @@ from __future__ import annotations
 from progan_dsl.ir.describe import describe
 from progan_dsl.ir.graph import BlockGraph
 from progan_dsl.ir.pipeline import CompiledGraphs, param_count
-from progan_dsl.ir.types import EdgeKind, Node, Stage
+from progan_dsl.ir.types import EdgeKind, Node, Port, Stage
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -32,8 +32,24 @@ def _node_line(graph: BlockGraph, node: Node) -> str:
     return f"{head:<56} {tail}{extra}{count}"
 
 
+def _port(graph: BlockGraph, port: Port) -> str:
+    if port.node is None:
+        return port.name
+    take = f" = {port.node}[{port.take[0]}:{port.take[1]}]" if port.take is not None else ""
+    return f"{port.name} {_shape(graph.port_shape(port))}{take}"
+
+
+def signature_line(graph: BlockGraph) -> str:
+    """`(z [512], alpha) -> image [3, 4, 4]`: the network's inputs and outputs with shapes."""
+    sig = graph.signature
+    ins = ", ".join(_port(graph, p) for p in sig.inputs)
+    outs = ", ".join(_port(graph, p) for p in sig.outputs)
+    return f"({ins}) -> {outs if len(sig.outputs) == 1 else f'({outs})'}"
+
+
 def dump_stage(graph: BlockGraph, stage: Stage) -> str:
     lines = [f"{graph.net} {stage}  params={param_count(graph):,}"]
+    lines.append(f"  signature {signature_line(graph)}")
     lines += [_node_line(graph, node) for node in graph.nodes()]
     return "\n".join(lines) + "\n"
 

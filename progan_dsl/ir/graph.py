@@ -1,7 +1,9 @@
 """`BlockGraph`: a thin typed wrapper over `networkx.DiGraph`.
 
-Nodes are `Node` records stored under their id; edges carry an `EdgeKind`. Code outside `ir/`
-uses these methods and never touches the raw attribute dicts.
+Nodes are `Node` records stored under their id; edges carry an `EdgeKind` and, into a kind with
+several inputs, the input `slot` they feed. The graph's `signature` names its inputs and outputs
+(nodes of the graph, by role). Code outside `ir/` uses these methods and never touches the raw
+attribute dicts.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from collections.abc import Iterator
 
 import networkx as nx
 
-from progan_dsl.ir.types import EdgeKind, Node
+from progan_dsl.ir.types import EdgeKind, Node, Port, Shape, Signature
 
 
 class BlockGraph:
-    def __init__(self, net: str) -> None:
+    def __init__(self, net: str, signature: Signature | None = None) -> None:
         self.net = net
+        self.signature = signature or Signature((), ())
         self._g: nx.DiGraph = nx.DiGraph()
 
     # -- building --
@@ -28,11 +31,11 @@ class BlockGraph:
     def replace(self, node: Node) -> None:
         self._g.nodes[node.id]["node"] = node
 
-    def connect(self, src: str, dst: str, kind: EdgeKind = EdgeKind.DATA) -> None:
+    def connect(self, src: str, dst: str, kind: EdgeKind = EdgeKind.DATA, slot: int = 0) -> None:
         for end in (src, dst):
             if end not in self._g:
                 raise KeyError(f"no node {end}")
-        self._g.add_edge(src, dst, kind=kind)
+        self._g.add_edge(src, dst, kind=kind, slot=slot)
 
     def disconnect(self, src: str, dst: str) -> None:
         self._g.remove_edge(src, dst)
@@ -41,12 +44,12 @@ class BlockGraph:
         self._g.remove_node(node_id)
 
     def copy(self) -> BlockGraph:
-        out = BlockGraph(self.net)
+        out = BlockGraph(self.net, self.signature)
         out._g = self._g.copy()
         return out
 
     def subgraph(self, ids: set[str]) -> BlockGraph:
-        out = BlockGraph(self.net)
+        out = BlockGraph(self.net, self.signature)
         out._g = self._g.subgraph(ids).copy()
         return out
 
@@ -77,13 +80,16 @@ class BlockGraph:
             yield src, dst, data["kind"]
 
     def preds(self, node_id: str) -> list[tuple[Node, EdgeKind]]:
-        return sorted(
-            (
-                (self.node(p), self._g.edges[p, node_id]["kind"])
-                for p in self._g.predecessors(node_id)
-            ),
-            key=lambda pe: (pe[1].value, pe[0].id),
-        )
+        """Inputs of a node with their edge kinds: data edges in slot order (so a multi-input
+        kind's inputs come in call order), then the fade-in edges."""
+        edges = self._g.edges
+        return [
+            (self.node(p), edges[p, node_id]["kind"])
+            for p in sorted(
+                self._g.predecessors(node_id),
+                key=lambda p: (edges[p, node_id]["kind"].value, edges[p, node_id]["slot"], p),
+            )
+        ]
 
     def succs(self, node_id: str) -> list[tuple[Node, EdgeKind]]:
         return sorted(
@@ -102,6 +108,20 @@ class BlockGraph:
 
     def sinks(self) -> list[Node]:
         return [self.node(n) for n in sorted(self._g) if self._g.out_degree(n) == 0]
+
+    def port_node(self, port: Port) -> Node:
+        assert port.node is not None, port
+        return self.node(port.node)
+
+    def port_shape(self, port: Port) -> Shape:
+        """Per-sample shape of a signature port (an output's `take` range applied); () for
+        alpha."""
+        if port.node is None:
+            return ()
+        shape = self.port_node(port).out_shape or ()
+        if port.take is not None:
+            return (port.take[1] - port.take[0], *shape[1:])
+        return shape
 
     def is_acyclic(self) -> bool:
         return nx.is_directed_acyclic_graph(self._g)

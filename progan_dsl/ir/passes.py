@@ -6,8 +6,10 @@ one growth stage. `pipeline.py` lists them in order.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from progan_dsl.ir.graph import BlockGraph
-from progan_dsl.ir.types import EdgeKind, Node, Role, Shape, Stage
+from progan_dsl.ir.types import EdgeKind, Node, PortRole, Role, Shape, Signature, Stage
 from progan_dsl.kinds import InferContext, get_kind
 from progan_dsl.kinds.builtin import DownsampleLayer, UpsampleLayer
 from progan_dsl.paper import FUSED_SCALE_KERNEL
@@ -88,7 +90,12 @@ def _maps(shape: Shape) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def _check_block_output(node: Node, spec: Spec) -> str | None:
+def _head_width(graph: BlockGraph) -> int:
+    """Features of D's last layer: the score, then any class logits the signature takes."""
+    return max((p.take[1] for p in graph.signature.outputs if p.take is not None), default=1)
+
+
+def _check_block_output(node: Node, spec: Spec, head_width: int = 1) -> str | None:
     """What is wrong with the output of a block's last layer, if anything. A G block must output
     its resolution's maps (the next block and toRGB read them); a D block above the base must
     output what the next lower block's fromRGB gives, so the two can be blended and the lower
@@ -106,10 +113,11 @@ def _check_block_output(node: Node, spec: Spec) -> str | None:
             )
         return None
     if res == arch.base_resolution:
-        if shape != (1,):
+        if shape != (head_width,):
             return (
                 f"D must end in one score per image, but its last layer outputs "
-                f"{_maps(shape)}; end last_block with {{kind: dense, out: 1}}"
+                f"{_maps((shape[0] - head_width + 1, *shape[1:]) if shape else shape)}; end "
+                "last_block with {kind: dense, out: 1}"
             )
         return None
     want = (arch.channels_at(res // 2), *arch.spatial(res // 2))
@@ -133,22 +141,29 @@ def infer_shapes(graph: BlockGraph, spec: Spec) -> BlockGraph:
                 raise _located(node, "node has no input")
             out.replace(node.with_(in_shape=node.out_shape))
             continue
-        shapes = {out.node(p.id).out_shape for p, _ in preds}
-        if len(shapes) != 1:
-            detail = ", ".join(f"{p.id} {list(out.node(p.id).out_shape or ())}" for p, _ in preds)
-            raise _located(node, f"inputs disagree in shape: {detail}", out)
-        in_shape = shapes.pop()
+        kind = get_kind(node.kind)
+        side: tuple[Shape, ...] = ()
+        if len(kind.inputs) > 1:  # inputs in call order; each its own shape
+            in_shape, *rest = (out.node(p.id).out_shape or () for p, _ in preds)
+            side = tuple(rest)
+        else:
+            shapes = {out.node(p.id).out_shape for p, _ in preds}
+            if len(shapes) != 1:
+                detail = ", ".join(
+                    f"{p.id} {list(out.node(p.id).out_shape or ())}" for p, _ in preds
+                )
+                raise _located(node, f"inputs disagree in shape: {detail}", out)
+            in_shape = shapes.pop()
         assert in_shape is not None
         try:
-            out_shape = get_kind(node.kind).infer(
-                node.layer, in_shape, _ctx(spec, node.net, node.resolution)
-            )
+            ctx = replace(_ctx(spec, node.net, node.resolution), side_shapes=side)
+            out_shape = kind.infer(node.layer, in_shape, ctx)
         except ValueError as err:
             raise _located(node, str(err), out) from None
-        node = node.with_(in_shape=in_shape, out_shape=tuple(out_shape))
+        node = node.with_(in_shape=in_shape, out_shape=tuple(out_shape), side_shapes=side)
         out.replace(node)
         if node.id in last:
-            problem = _check_block_output(node, spec)
+            problem = _check_block_output(node, spec, _head_width(out))
             if problem:
                 raise _located(node, problem, out)
     return out
@@ -207,16 +222,20 @@ def select_stage(graph: BlockGraph, spec: Spec, stage: Stage) -> BlockGraph:
     res = stage.resolution
     keep = set()
     for node in graph.nodes():
-        if node.role == Role.INPUT:
+        if node.role in (Role.INPUT, Role.COND):
             keep.add(node.id)
         elif node.role == Role.BLOCK and node.resolution <= res:
             keep.add(node.id)
         elif node.role in (Role.TO_RGB, Role.FROM_RGB) and node.resolution == res:
             keep.add(node.id)
     out = graph.subgraph(keep)
+    if graph.net == "G":
+        # the image comes out of this stage's toRGB
+        to_rgb = N.node_id("G", N.block_name(res), N.TO_RGB)
+        out.signature = _output_from(out.signature, PortRole.IMAGE, to_rgb)
     if graph.net == "D":
         # the image enters at this stage's resolution; only this stage's fromRGB reads it
-        img = next(n for n in out.nodes() if n.role == Role.INPUT)
+        img = _image_input(out)
         shape = (spec.architecture.image_channels, *spec.architecture.spatial(res))
         out.replace(img.with_(out_shape=shape, in_shape=shape, resolution=res + 1))
         for node in out.nodes():
@@ -225,6 +244,17 @@ def select_stage(graph: BlockGraph, spec: Spec, stage: Stage) -> BlockGraph:
                     if p.role == Role.FROM_RGB:
                         out.remove(p.id)
     return out
+
+
+def _output_from(sig: Signature, role: PortRole, node_id: str) -> Signature:
+    outputs = tuple(replace(p, node=node_id) if p.role == role else p for p in sig.outputs)
+    return replace(sig, outputs=outputs)
+
+
+def _image_input(graph: BlockGraph) -> Node:
+    port = graph.signature.input(PortRole.IMAGE)
+    assert port is not None, "D's signature has no image input"
+    return graph.port_node(port)
 
 
 def insert_fade(graph: BlockGraph, full: BlockGraph, spec: Spec, stage: Stage) -> BlockGraph:
@@ -265,8 +295,9 @@ def insert_fade(graph: BlockGraph, full: BlockGraph, spec: Spec, stage: Stage) -
         )
         out.connect(up.id, lerp.id, EdgeKind.FADE_SKIP)
         out.connect(new_rgb.id, lerp.id, EdgeKind.FADE_NEW)
+        out.signature = _output_from(out.signature, PortRole.IMAGE, lerp.id)
         return out
-    img = next(n for n in out.nodes() if n.role == Role.INPUT)
+    img = _image_input(out)
     new_rgb = out.node(N.node_id("D", block, N.FROM_RGB))
     old_rgb = full.node(N.node_id("D", N.block_name(low), N.FROM_RGB))
     low_first = next(s for s, _ in full.succs(old_rgb.id))
@@ -303,15 +334,27 @@ def insert_fade(graph: BlockGraph, full: BlockGraph, spec: Spec, stage: Stage) -
 
 
 def verify(graph: BlockGraph) -> BlockGraph:
-    """Check the invariants every pass must keep: acyclic, one input, one output, every kind
-    known, every shape set, shapes agree on every edge, lerps have one new and one skip input."""
+    """Check the invariants every pass must keep: acyclic; the graph's inputs and outputs are
+    exactly its signature's; every kind known, every shape set, shapes agree on every edge and
+    output ranges fit; each node has as many inputs as its kind takes; lerps have one new and
+    one skip input."""
     problems: list[str] = []
+    sig = graph.signature
     if not graph.is_acyclic():
         problems.append("graph has a cycle")
-    if len(graph.sources()) != 1:
-        problems.append(f"expected one input, found {[n.id for n in graph.sources()]}")
-    if len(graph.sinks()) != 1:
-        problems.append(f"expected one output, found {[n.id for n in graph.sinks()]}")
+    declared = sorted(p.node for p in sig.inputs if p.node is not None)
+    if [n.id for n in graph.sources()] != declared:
+        problems.append(f"inputs {[n.id for n in graph.sources()]} != signature {declared}")
+    produced = sorted({p.node for p in sig.outputs if p.node is not None})
+    if [n.id for n in graph.sinks()] != produced:
+        problems.append(f"outputs {[n.id for n in graph.sinks()]} != signature {produced}")
+    if [p.role for p in sig.inputs].count(PortRole.ALPHA) != 1:
+        problems.append("the signature must take alpha once")
+    for port in sig.outputs:
+        if port.node in graph and port.take is not None:
+            width = (graph.port_node(port).out_shape or (0,))[0]
+            if not 0 <= port.take[0] < port.take[1] <= width:
+                problems.append(f"output {port.name}: range {port.take} outside [0, {width})")
     for node in graph.nodes():
         try:
             get_kind(node.kind)
@@ -320,14 +363,16 @@ def verify(graph: BlockGraph) -> BlockGraph:
         if node.in_shape is None or node.out_shape is None:
             problems.append(f"{node.id}: shape not inferred")
         preds = graph.preds(node.id)
-        for p, _ in preds:
-            if p.out_shape != node.in_shape:
-                problems.append(f"{p.id} -> {node.id}: {p.out_shape} != {node.in_shape}")
+        wants = (node.in_shape, *node.side_shapes) if node.side_shapes else None
+        for i, (p, _) in enumerate(preds):
+            want = wants[i] if wants is not None else node.in_shape
+            if p.out_shape != want:
+                problems.append(f"{p.id} -> {node.id}: {p.out_shape} != {want}")
         if node.kind == "lerp":
             kinds = sorted(k.value for _, k in preds)
             if kinds != ["fade_new", "fade_skip"]:
                 problems.append(f"{node.id}: lerp inputs {kinds}")
-        elif len(preds) > 1:
+        elif node.kind != "input" and len(preds) != len(get_kind(node.kind).inputs):
             problems.append(f"{node.id}: {len(preds)} inputs")
     if problems:
         raise AssertionError("IR verification failed:\n  " + "\n  ".join(problems))

@@ -108,6 +108,7 @@ class InferContext:
     spatial: tuple[int, int]  # (H, W) of the block's feature maps
     channels: Callable[[ChannelRef], int]  # resolves "this" / "lower" / numbers
     image_channels: int
+    side_shapes: tuple[Shape, ...] = ()  # shapes of a multi-input kind's further inputs
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class NodeFacts:
     normalize: bool
     norm_eps: float
     equalized: bool
+    side_shapes: tuple[Shape, ...] = ()  # shapes of a multi-input kind's further inputs
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,9 @@ class LayerKind:
     has_activation: bool = False
     has_weights: bool = False
     description: str = ""
+    # Named inputs, in call order: the first is the data path (its shape is `in_shape`); a kind
+    # with more (concat, projection) is wired by the builder and called with all of them.
+    inputs: tuple[str, ...] = ("x",)
 
     @property
     def runtime_module(self) -> str:

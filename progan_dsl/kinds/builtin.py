@@ -432,3 +432,63 @@ register(
         description="(1 - alpha) * old + alpha * new",
     )
 )
+
+
+# ---- conditioning: where class labels enter the networks -----------------------------------------
+
+
+def _infer_concat(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    shapes = (shape, *ctx.side_shapes)
+    if any(len(s) != 1 for s in shapes):
+        raise ValueError(f"concat joins vectors, got {[list(s) for s in shapes]}")
+    return (sum(s[0] for s in shapes),)
+
+
+register(
+    LayerKind(
+        name="concat",
+        params=None,
+        infer=_infer_concat,
+        count=_none,
+        runtime=f"{RUNTIME}:Concat",
+        ctor=lambda n: {},
+        label=lambda n: "Concat labels",
+        style={"shape": "invhouse", "fillcolor": "#e8f5e9"},
+        description="latent and one-hot labels side by side (official G_paper combo_in)",
+        inputs=("x", "labels"),
+    )
+)
+
+
+def _infer_projection(layer: Any, shape: Shape, ctx: InferContext) -> Shape:
+    (labels,) = ctx.side_shapes
+    if len(labels) != 1:
+        raise ValueError(f"projection takes one-hot labels [classes], got {list(labels)}")
+    return (ctx.channels(layer.out),)
+
+
+def _count_projection(n: NodeFacts) -> int:
+    features = _prod(n.in_shape)
+    return _count_dense(n) + n.side_shapes[0][0] * features  # + the class embedding
+
+
+def _projection_ctor(n: NodeFacts) -> dict[str, Any]:
+    return _dense_ctor(n) | {"classes": n.side_shapes[0][0]}
+
+
+register(
+    LayerKind(
+        name="projection",
+        params=None,
+        infer=_infer_projection,
+        count=_count_projection,
+        runtime=f"{RUNTIME}:EqProjection",
+        ctor=_projection_ctor,
+        label=lambda n: "Projection",
+        style={"shape": "box", "fillcolor": "#e8f5e9"},
+        has_activation=True,
+        has_weights=True,
+        description="score + <embed(y), features> (Miyato & Koyama 2018)",
+        inputs=("x", "labels"),
+    )
+)

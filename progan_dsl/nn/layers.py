@@ -226,6 +226,46 @@ class MinibatchStddev(nn.Module):
         return torch.cat([x, y.to(x.dtype)], dim=1)
 
 
+class Concat(nn.Module):
+    """Concatenate vectors along the features: G's latent and one-hot labels (official G_paper
+    `combo_in = concat([latents_in, labels_in], axis=1)`)."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.cat([x.to(xs[0].dtype) for x in xs], dim=1)
+
+
+class EqProjection(_Weighted):
+    """Projection discriminator head (Miyato & Koyama 2018): a linear score of the features
+    plus the inner product of the features with the embedding of the class,
+    `w . h + b + <V[y], h>`, for one-hot labels y. The embedding V [classes, features] is stored
+    N(0, 1) and scaled by gain / sqrt(features) at run time, like the linear weight."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        classes: int,
+        *,
+        gain: float = 1.0,
+        act: str = "linear",
+        slope: float = LRELU_SLOPE,
+        equalized: bool = True,
+    ) -> None:
+        super().__init__()
+        self._init_weight((out_features, in_features), in_features, gain, equalized)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        stored = 1.0 if equalized else gain / math.sqrt(in_features)  # as the weight is stored
+        self.embed = nn.Parameter(torch.randn(classes, in_features) * stored)
+        self.act, self.slope = act, slope
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        h = x.flatten(1)  # [N, F]
+        score = F.linear(h, self.weight * self.scale, self.bias)  # [N, out]
+        v = labels.to(h.dtype) @ (self.embed * self.scale)  # [N, F]: the class's embedding
+        score = score + (v * h).sum(dim=1, keepdim=True)
+        return activate(score, self.act, self.slope)
+
+
 class Identity(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x

@@ -42,6 +42,7 @@ from progan_dsl.paper import (
     CHANNEL_BASE,
     CHANNEL_DECAY,
     CHANNEL_MAX,
+    COND_WEIGHT,
     D_REPEATS,
     FADE_KIMG,
     G_EMA_DECAY,
@@ -49,6 +50,7 @@ from progan_dsl.paper import (
     IMAGE_CHANNELS,
     LATENT_SIZE,
     LRELU_SLOPE,
+    MINIBATCH_REPEATS,
     PIXEL_NORM_EPS,
     R1_GAMMA,
     RGB_KERNEL,
@@ -206,6 +208,40 @@ class DiscriminatorSpec(Model):
     )
 
 
+# The most classes a conditional spec may have: one-hot labels widen G's first dense layer by one
+# row per class; 65,536 keeps that layer bounded at any latent size the spec allows.
+MAX_CLASSES = 65536
+
+
+class Conditioning(Model):
+    """Class-conditional networks (official `label_size > 0`). Labels are one-hot vectors
+    float32 [N, classes] that flow from the dataset to every G and D call."""
+
+    classes: StrictInt = Field(
+        ge=2, le=MAX_CLASSES, description="Number of classes (the dataset's labels must match)."
+    )
+    generator: Literal["concat"] = Field(
+        "concat",
+        description="How labels enter G. 'concat' (official networks.py G_paper): the one-hot "
+        "labels are concatenated to the latent before the latent pixel norm, so G's first "
+        "dense layer has latent_size + classes inputs.",
+    )
+    discriminator: Literal["acgan", "projection"] = Field(
+        "acgan",
+        description="How D uses labels. 'acgan' (official D_paper; Odena et al. 2017, "
+        "auxiliary classifier): D's last dense layer emits 1 + classes outputs, the score and "
+        "class logits, and the losses add softmax cross-entropy terms weighted by `weight`. "
+        "'projection' (Miyato & Koyama 2018, cGANs with Projection Discriminator): D takes the "
+        "labels and adds <embed(y), phi(x)> to the score of its last dense layer.",
+    )
+    weight: StrictFloat = Field(
+        COND_WEIGHT,
+        ge=0,
+        description="Weight of the class cross-entropy terms (official loss.py cond_weight 1.0); "
+        "used with 'acgan'.",
+    )
+
+
 class Architecture(Model):
     latent_size: StrictInt = Field(
         LATENT_SIZE, ge=1, le=65536, description="Latent vector length (Table 2: 512)."
@@ -235,6 +271,14 @@ class Architecture(Model):
     )
     generator: GeneratorSpec
     discriminator: DiscriminatorSpec
+    conditioning: Conditioning | None = Field(
+        None, description="Class-conditional networks; absent: unconditional."
+    )
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional spec, 0 for an unconditional one."""
+        return self.conditioning.classes if self.conditioning is not None else 0
 
     # -- derived facts, used by the IR builder and the training schedule --
     @property
@@ -353,7 +397,13 @@ class ScheduleSpec(Model):
 class EmaSpec(Model):
     enabled: StrictBool = True
     decay: StrictFloat = Field(
-        G_EMA_DECAY, ge=0, lt=1, description="G EMA decay per step (official 0.999)."
+        G_EMA_DECAY, ge=0, lt=1, description="G EMA decay per update (official 0.999)."
+    )
+    update: Literal["d_step", "g_step"] = Field(
+        "d_step",
+        description="When G EMA is updated. 'd_step' (official train.py: Gs_update_op runs with "
+        "every D_train_op): once per D step, from G as it is before that iteration's G step. "
+        "'g_step': once per iteration, after the G step.",
     )
 
 
@@ -395,6 +445,14 @@ class TrainingSpec(Model):
     schedule: ScheduleSpec
     d_repeats: StrictInt = Field(
         D_REPEATS, ge=1, le=16, description="D steps per G step (official 1)."
+    )
+    minibatch_repeats: StrictInt = Field(
+        MINIBATCH_REPEATS,
+        ge=1,
+        le=64,
+        description="Iterations (d_repeats D steps + one G step) over which the schedule's "
+        "position, so the stage, alpha and learning rate, is held constant (official train.py "
+        "minibatch_repeats = 4); 1: re-evaluated every iteration.",
     )
     ema: EmaSpec = Field(default_factory=EmaSpec)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA.")

@@ -43,6 +43,8 @@ RESERVED: dict[str, str] = {
 # The input blocks and their nodes (ids outside the b<res> blocks, so no layer can meet them).
 LATENT_BLOCK, LATENT, LATENT_NORM = "z", "latent", "norm"  # G.z.latent, G.z.norm
 IMAGE_BLOCK, IMAGE = "img", "image"  # D.img.image
+LABELS_BLOCK, LABELS = "y", "labels"  # G.y.labels, D.y.labels: one-hot labels (conditional)
+COND = "cond"  # G.z.cond: the latent and labels joined (conditional)
 
 
 def block_name(resolution: int) -> str:

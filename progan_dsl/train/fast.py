@@ -3,8 +3,9 @@ chosen from measurements), each computing what the plain path computes up to rou
 
 Owns `FastPaths` (what a caller asks for: each switch True, False, or None for the device's
 default; `resolve` gives the switches in force), `DevicePaths` (the switches applied: placement,
-autocast, compiled callables, sync-free device scalars and copies) and `Critic` (D as the losses
-call it: alpha bound, minibatch-stddev group layout, memory format, reals and fakes paired).
+autocast, compiled callables, sync-free device scalars and copies) and `DeviceCritic` (D as the
+losses call it: alpha bound, minibatch-stddev group layout, memory format, reals and fakes
+paired).
 
 - `channels_last`: modules and D inputs in NHWC. CUDA: on (cuDNN's tensor-core kernels want it).
   CPU: off (measured 0.96x per iteration at 64x64, one thread, torch 2.13: docs/benchmarks.md).
@@ -41,6 +42,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from progan_dsl.ir.types import PortRole, Signature
+from progan_dsl.train import losses
+from progan_dsl.train.losses import Judged
 
 # Per-device defaults of the switches left None (measured: docs/benchmarks.md).
 DEFAULTS: dict[str, dict[str, bool]] = {
@@ -110,46 +115,87 @@ def split_pair(scores: Tensor, batch: int, group_size: int) -> tuple[Tensor, Ten
     return halves[:, 0].reshape(batch, *rest), halves[:, 1].reshape(batch, *rest)
 
 
-class Critic:
-    """D with alpha bound, as the losses call it (`progan_dsl.train.losses.Critic`).
+def group_unlayout(x: Tensor, group_size: int) -> Tensor:
+    """The inverse of `group_layout`: results of a call on a laid-out batch, in drawn order."""
+    n = x.shape[0]
+    g = min(group_size, n)
+    if g <= 1 or n % g:
+        return x
+    return x.reshape(g, n // g, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
+
+
+class DeviceCritic(losses.Critic):
+    """D as the losses call it on the device (`progan_dsl.train.losses.Critic`): alpha bound,
+    the minibatch-stddev group layout applied to the images and labels going in and undone on
+    the results coming out (so scores and logits are in the order of the batch as drawn), the
+    memory format of the switches, arguments bound and results read by D's `Signature`.
 
     A call on an input that requires grad (the gradient penalty's mixes, R1's reals) runs
     `eager` (it is differentiated twice); any other call runs `first_order` (D compiled, when
-    compile is on). With `pair=(reals, fakes)` the call on exactly that `reals` tensor scores
-    both in one batched call and keeps the fakes' half for the call on exactly that `fakes`
-    tensor, which comes next in every loss; any other input gets a call of its own."""
+    compile is on). `pair` judges reals and fakes in one batched call when `paired` and the
+    groups allow it (`pairable`), else in two."""
 
     def __init__(
         self,
         eager: nn.Module,
-        first_order: Callable[..., Tensor],
+        first_order: Callable[..., Any],
+        signature: Signature,
         alpha: Tensor,
         group: int,
         images: Callable[[Tensor], Tensor],
-        pair: tuple[Tensor, Tensor] | None = None,
+        paired: bool = False,
     ) -> None:
-        self.eager, self.first_order, self.alpha = eager, first_order, alpha
-        self.group, self.images = group, images
-        self.pair = pair if pair is not None and pairable(pair[0].shape[0], group) else None
+        super().__init__()
+        self.eager, self.first_order, self.signature = eager, first_order, signature
+        self.alpha, self.group, self.images, self.paired = alpha, group, images, paired
+        self.takes_labels = signature.takes(PortRole.LABELS)
         self.paired_calls = 0  # joint calls made (tests, benchmarks)
-        self._kept: Tensor | None = None
 
-    def _run(self, x: Tensor) -> Tensor:
-        D = self.eager if x.requires_grad else self.first_order
-        return D(self.images(group_layout(x, self.group)), self.alpha)
+    def _judge(self, D: Callable[..., Any], x: Tensor, labels: Tensor | None) -> Judged:
+        values = {
+            PortRole.IMAGE: self.images(group_layout(x, self.group)),
+            PortRole.ALPHA: self.alpha,
+        }
+        if self.takes_labels:
+            assert labels is not None, "this D takes labels"
+            values[PortRole.LABELS] = group_layout(labels, self.group)
+        out = self.signature.results(D(*self.signature.args(values)))
+        logits = out.get(PortRole.CLASS_LOGITS)
+        return Judged(
+            group_unlayout(out[PortRole.SCORES], self.group).float(),
+            None if logits is None else group_unlayout(logits, self.group).float(),
+        )
 
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.pair is not None and x is self.pair[0]:
-            reals, fakes = self.pair
-            joint = torch.cat([reals, fakes.to(reals.dtype)])
-            scores = self.first_order(self.images(group_layout(joint, self.group)), self.alpha)
-            real_scores, self._kept = split_pair(scores, reals.shape[0], self.group)
-            self.paired_calls += 1
-            return real_scores
-        if self._kept is not None and self.pair is not None and x is self.pair[1]:
-            kept, self._kept = self._kept, None
-            return kept
-        return self._run(x)
+    def __call__(self, images: Tensor, labels: Tensor | None = None) -> Judged:
+        D = self.eager if images.requires_grad else self.first_order
+        return self._judge(D, images, labels)
+
+    def pair(
+        self, reals: Tensor, fakes: Tensor, labels: Tensor | None = None
+    ) -> tuple[Judged, Judged]:
+        batch = reals.shape[0]
+        if not self.paired or not pairable(batch, self.group) or reals.requires_grad:
+            return self(reals, labels), self(fakes, labels)
+        joint = torch.cat([reals, fakes.to(reals.dtype)])
+        values = {
+            PortRole.IMAGE: self.images(group_layout(joint, self.group)),
+            PortRole.ALPHA: self.alpha,
+        }
+        if self.takes_labels:
+            assert labels is not None, "this D takes labels"
+            values[PortRole.LABELS] = group_layout(torch.cat([labels, labels]), self.group)
+        out = self.signature.results(self.first_order(*self.signature.args(values)))
+        self.paired_calls += 1
+        halves = {role: split_pair(v, batch, self.group) for role, v in out.items()}
+        logits = halves.get(PortRole.CLASS_LOGITS)
+
+        def side(i: int) -> Judged:
+            scores = group_unlayout(halves[PortRole.SCORES][i], self.group).float()
+            if logits is None:
+                return Judged(scores)
+            return Judged(scores, group_unlayout(logits[i], self.group).float())
+
+        return side(0), side(1)
 
 
 class DevicePaths:
@@ -172,16 +218,13 @@ class DevicePaths:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def runners(self, *modules: nn.Module) -> tuple[Callable[..., Tensor], ...]:
+    def runners(self, *modules: nn.Module) -> tuple[Callable[..., Any], ...]:
         """What calls each module on first-order paths: compiled when compile is on, else the
-        module itself. Compiling drops the compiled code of earlier modules first
-        (`torch._dynamo.reset`): every stable stage's module is called through one shared
-        `forward(x, alpha)` wrapper (`progan_dsl.compiler`), so without the reset its cache
-        entries pile up over the phases and Dynamo stops compiling at its recompile limit (8)
-        by the third stable stage."""
+        module itself. Every stage's generated module has its network's one calling convention
+        (`progan_dsl.compiler`), so each compiles as it is; the compiled code of earlier phases
+        is dropped with their modules."""
         if not self.fast.compile:
             return modules
-        torch._dynamo.reset()
         return tuple(
             torch.compile(m, backend=self.fast.compile_backend, dynamic=False) for m in modules
         )
@@ -189,15 +232,28 @@ class DevicePaths:
     def critic(
         self,
         D: nn.Module,
-        D_run: Callable[..., Tensor],
+        D_run: Callable[..., Any],
+        signature: Signature,
         alpha: Tensor,
         group: int,
-        pair: tuple[Tensor, Tensor] | None = None,
-    ) -> Critic:
-        """D for one loss evaluation; `pair` only when the paired_critic switch is on."""
-        return Critic(
-            D, D_run, alpha, group, self.images, pair if self.fast.paired_critic else None
+    ) -> DeviceCritic:
+        """D for one loss evaluation (pairs reals and fakes when paired_critic is on)."""
+        return DeviceCritic(
+            D, D_run, signature, alpha, group, self.images, bool(self.fast.paired_critic)
         )
+
+    def generator(
+        self, G: Callable[..., Any], signature: Signature, alpha: Tensor
+    ) -> losses.Generator:
+        """G as the losses call it, `(latents, labels) -> images`, arguments bound by role."""
+
+        def call(latents: Tensor, labels: Tensor | None) -> Tensor:
+            values = {PortRole.LATENT: latents, PortRole.ALPHA: alpha}
+            if labels is not None:
+                values[PortRole.LABELS] = labels
+            return signature.results(G(*signature.args(values)))[PortRole.IMAGE]
+
+        return call
 
     def scalar(self, value: float) -> Tensor:
         """A 0-dim float32 tensor on the device, filled by a kernel: no host sync."""
@@ -212,10 +268,11 @@ class DevicePaths:
 
 __all__ = [
     "DEFAULTS",
-    "Critic",
+    "DeviceCritic",
     "DevicePaths",
     "FastPaths",
     "group_layout",
+    "group_unlayout",
     "pairable",
     "split_pair",
 ]

@@ -22,7 +22,7 @@ from progan_dsl.data.dataset import ImageDataset
 from progan_dsl.fsutil import write_bytes_atomic
 from progan_dsl.images import image_grid, write_png
 from progan_dsl.train.monitor import Interval, Monitor
-from progan_dsl.train.rundir import RunDir
+from progan_dsl.train.rundir import RunDir, tick_records
 from progan_dsl.train.schedule import Schedule
 from progan_dsl.train.trainer import Trainer, derive_seed
 
@@ -112,6 +112,15 @@ class Board:
         self._writer.close()
 
 
+def row_per_class(rows: int, cols: int, classes: int) -> torch.Tensor | None:
+    """One-hot labels of a grid whose row r shows class r mod classes (official train.py
+    setup_snapshot_image_grid, layout 'row_per_class'); None for an unconditional run."""
+    if not classes:
+        return None
+    index = torch.arange(rows).remainder(classes).repeat_interleave(cols)
+    return torch.nn.functional.one_hot(index, classes).float()
+
+
 class Feedback:
     """Ticks, grids, plots, TensorBoard, progress and printed lines of one run (rank 0)."""
 
@@ -135,8 +144,10 @@ class Feedback:
             latent,
             generator=torch.Generator().manual_seed(derive_seed(trainer.seed, "grid")),
         )
+        # a conditional run draws one class per row (official row_per_class layout)
+        self.grid_labels = row_per_class(self.rows, self.cols, trainer.num_classes)
         self.history = history  # the run log's records (shared with the recorder)
-        ticks = [r for r in history if r.get("event") == "tick"]
+        ticks = tick_records(history)
         self.tick_count = int(ticks[-1]["tick"]) if ticks else 0
         self.board: Board | None = None
         if main:
@@ -166,12 +177,12 @@ class Feedback:
                 "elapsed_s": round(monitor.elapsed, 3),
                 **means,
             }
-        grid = training_grid(t.sample(self.grid_z), self.rows, self.cols)
+        grid = training_grid(t.sample(self.grid_z, self.grid_labels), self.rows, self.cols)
         write_png(self.run.grids / f"fakes{t.images_shown:09d}.png", grid)
         write_png(self.run.grids / "latest.png", grid)
         self._board(means, ips, grid)
         if record is not None:
-            ticks = [r for r in self.history if r.get("event") == "tick"]
+            ticks = tick_records(self.history)
             ticks.append({"kimg": t.images_shown / 1000, **record})
             marks = [
                 {"kimg": r["start_kimg"], "resolution": r["resolution"], "phase": r["phase"]}

@@ -168,13 +168,13 @@ def _train(
     wall_start = time.perf_counter()
     loaded = options.spec if isinstance(options.spec, LoadedSpec) else load_spec(options.spec)
     start = decide_start(options.resume, options.outdir, loaded, env)
-    extra = dict(start.checkpoint.extra) if start.checkpoint else {}
-    kimg = options.kimg if options.kimg is not None else extra.get("kimg")
-    seed = int(extra.get("seed", 0)) if start.checkpoint else (options.seed or 0)
+    state = start.checkpoint.run_state if start.checkpoint else None
+    kimg = options.kimg if options.kimg is not None else (state.kimg if state else None)
+    seed = (state.seed if state else 0) if start.checkpoint else (options.seed or 0)
     program = compile_spec(loaded)
     schedule = build_schedule(program.spec, kimg)
     check_batches(program, env.world_size)
-    data = dataset_path(options.data, program, extra.get("data") if start.run else None)
+    data = dataset_path(options.data, program, state.data if start.run and state else None)
     dataset = ImageDataset(data)
     check_dataset(dataset, program, schedule)
     loader = ImageLoader(
@@ -187,7 +187,14 @@ def _train(
         workers=options.workers,
     )
     trainer = Trainer(
-        program, schedule, env, loader.next_batch, seed, gradfix=options.gradfix, fast=options.fast
+        program,
+        schedule,
+        env,
+        loader.next_reals,
+        seed,
+        gradfix=options.gradfix,
+        fast=options.fast,
+        label_counts=dataset.class_counts if program.num_classes else None,
     )
     _restore(trainer, loader, start, schedule)
     info = run_info(
@@ -213,8 +220,8 @@ def _train(
         recorder,
         Monitor(
             trainer,
-            extra.get("tick_window") if continuing else None,
-            float(extra.get("elapsed_s", 0.0)) if continuing else 0.0,
+            [list(row) for row in state.tick_window] if continuing and state else None,
+            state.elapsed_s if continuing and state else 0.0,
         ),
         kimg=kimg,
         data=data,
@@ -327,7 +334,7 @@ class _Run:
         else:
             self._begin()
         while not self.schedule.done(t.images_shown):
-            phase = self.schedule.phase_at(t.images_shown)
+            phase = self.schedule.phase_at(t.cursor.point)
             if phase != t.phase:
                 t.enter_phase(phase)
                 self._phase_event()
@@ -346,7 +353,7 @@ class _Run:
         tick = self.feedback.interval.due(before, after) or done
         snap = self.recorder.interval.due(before, after) or done
         evaluate = self.evaluator.interval.due(before, after) or done
-        phase_ends = self.schedule.phase_at(after) != t.phase
+        phase_ends = self.schedule.phase_at(t.cursor.point) != t.phase
         routine = self.monitor.after_iteration()
         stopping = stop.agreed(self.env, routine)
         if not (tick or snap or evaluate or phase_ends or routine or stopping):
@@ -421,7 +428,8 @@ class _Run:
             self.trainer,
             self.loader.state_dict(),
             self.monitor,
-            {"kimg": self.kimg, "data": str(self.data)},
+            kimg=self.kimg,
+            data=str(self.data),
         )
 
     def resume_command(self) -> str:

@@ -125,19 +125,19 @@ class RunRecorder:
         trainer: Trainer,
         loader_state: dict[str, Any],
         monitor: Monitor,
-        extra: dict[str, Any],
+        *,
+        kimg: float | None,
+        data: str,
     ) -> None:
         """Write the complete state (rank 0), keep the newest `keep`, log it; all ranks wait."""
         if self.main:
             ckpt = trainer.checkpoint(
                 loader_state,
-                {
-                    **extra,
-                    "run": self.run.name,
-                    "elapsed_s": monitor.elapsed,
-                    # stats of the unfinished tick: same log on resume
-                    "tick_window": monitor.window(),
-                },
+                kimg=kimg,
+                data=data,
+                run=self.run.name,
+                elapsed_s=monitor.elapsed,
+                tick_window=monitor.window(),  # stats of the unfinished tick: same log on resume
             ).save(self.run.checkpoints / checkpoint_name(trainer.images_shown))
             assert ckpt.path is not None
             for old in list_checkpoints(self.run.checkpoints)[: -self.keep]:

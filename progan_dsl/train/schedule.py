@@ -11,7 +11,10 @@ Appendix A; official `TrainingSchedule` in tkarras/progressive_growing_of_gans t
 - the final resolution stays stable until `total_kimg` (the spec's, or `--kimg`); a total shorter
   than the growth stops the run early, inside whatever phase it lands in;
 - minibatch and learning rate are those of the phase's resolution (the new one during a fade-in,
-  as in the official code), the learning rate falling back to the optimizer's.
+  as in the official code), the learning rate falling back to the optimizer's;
+- a run reads the schedule once per group of `minibatch_repeats` iterations (`Cursor`): the
+  official loop computes lod and learning rate, then runs `minibatch_repeats` minibatches with
+  them, so phase changes and alpha move in steps of that many minibatches.
 
 Torch-free (a schedule can be printed and tested without torch).
 """
@@ -91,6 +94,39 @@ class Schedule:
 
     def done(self, images_shown: int) -> bool:
         return images_shown >= self.total
+
+
+@dataclass
+class Cursor:
+    """Where a run is: `images` shown to D so far, and the point `held` at which the schedule is
+    read, constant over a group of `repeats` iterations (`repeat` of them done)."""
+
+    repeats: int = 1
+    images: int = 0
+    held: int = 0
+    repeat: int = 0
+
+    @property
+    def point(self) -> int:
+        """Images at which the schedule is read for the next iteration."""
+        return self.images if self.repeat == 0 else self.held
+
+    def begin(self) -> int:
+        """Start an iteration; the point it reads the schedule at."""
+        if self.repeat == 0:
+            self.held = self.images
+        return self.held
+
+    def end(self, images: int) -> None:
+        """An iteration showed `images` more images to D."""
+        self.images += images
+        self.repeat = (self.repeat + 1) % self.repeats
+
+    def seek(self, images: int, held: int | None = None, repeat: int = 0) -> None:
+        """Move to `images` (a resume: inside a group at `held` with `repeat` done, if valid)."""
+        fits = held is not None and 0 <= repeat < self.repeats and held <= images
+        self.images = images
+        self.held, self.repeat = (held, repeat) if fits else (images, 0)  # type: ignore[assignment]
 
 
 def build_schedule(spec: Spec, total_kimg: float | None = None) -> Schedule:

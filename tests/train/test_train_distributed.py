@@ -28,6 +28,11 @@ from progan_dsl.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 RELATIVE = 1e-4  # gradient agreement, relative to the largest gradient element of the tensor
+# A gradient whose terms cancel (D's output bias: +1/N per fake, -1/N per real, ...) sums O(1)
+# float32 terms to a result near 0: the two processes' sums in another order differ by the
+# rounding of those terms, a few float32 epsilons (2^-23 = 1.2e-7; measured 6e-8), whatever the
+# result's own size. 4 epsilons of absolute slack cover it.
+CANCELLING = 4 * 2.0**-23
 
 SCRIPT = """
 import sys, torch, torch.distributed as dist
@@ -90,14 +95,14 @@ def test_two_gloo_processes_match_one_process(
     for key in g1:
         scale = g1[key].abs().max().item()
         worst = (g1[key] - g2[key]).abs().max().item()
-        assert worst <= RELATIVE * scale + 1e-12, (
+        assert worst <= RELATIVE * scale + CANCELLING, (
             f"{key}: {worst:.3g} (largest element {scale:.3g})"
         )
 
     (one_run,) = (tmp_path / "one").iterdir()
     one, two = Checkpoint.load(one_run), Checkpoint.load(run)
     assert one.images_shown == two.images_shown == 160
-    assert two.extra["world_size"] == 2
+    assert two.run_state is not None and two.run_state.world_size == 2
     assert one.training is not None and two.training is not None
     assert one.training.loader["position"] == two.training.loader["position"]
     assert torch.equal(one.training.rng["train"], two.training.rng["train"])  # same global draws

@@ -20,11 +20,25 @@ from torch.overrides import TorchFunctionMode
 from progan_dsl.compiler import compile_spec
 from progan_dsl.train import fast as fast_module
 from progan_dsl.train.distributed import DistEnv
-from progan_dsl.train.fast import Critic, DevicePaths, FastPaths, group_layout, pairable, split_pair
-from progan_dsl.train.losses import Batch, d_loss
+from progan_dsl.train.fast import (
+    DeviceCritic,
+    DevicePaths,
+    FastPaths,
+    group_layout,
+    group_unlayout,
+    pairable,
+    split_pair,
+)
+from progan_dsl.train.losses import DBatch, Nets, make_loss
 from progan_dsl.train.schedule import Phase, Schedule
 from progan_dsl.train.trainer import Trainer
 from tests.conftest import TINY
+
+
+def d_loss(spec, critic, reals, fakes, mix):  # type: ignore[no-untyped-def]
+    """The spec's D loss with the identity as G: the batch's latents are its fakes."""
+    return make_loss(spec).d(Nets(G=lambda z, y: z, D=critic), DBatch(reals, None, fakes, mix))
+
 
 FP32 = {"gp": 1e-5, "grad": 1e-5}
 BF16 = {"gp": 1e-2, "grad": 3e-2}
@@ -71,7 +85,7 @@ def trainer(
         fast=fast,
     )
     t.enter_phase(phase)
-    t.images_shown = 100  # alpha 0.4: both branches of the fade-in matter
+    t.seek(100)  # alpha 0.4: both branches of the fade-in matter
     return t
 
 
@@ -104,12 +118,18 @@ def test_paired_critic_scores_equal_two_calls_and_a_naive_join_would_not(program
     D = program.build("D", stage)
     reals, fakes = torch.randn(8, 1, 4, 4), 3.0 + 2.0 * torch.randn(8, 1, 4, 4)
     alpha = torch.tensor(1.0)
-    critic = Critic(D, D, alpha, GROUP, lambda x: x, (reals, fakes))
-    paired = critic(reals), critic(fakes)
+    critic = DeviceCritic(D, D, program.signature("D"), alpha, GROUP, lambda x: x, paired=True)
+    paired = [judged.scores for judged in critic.pair(reals, fakes)]
     assert critic.paired_calls == 1
-    alone = [D(group_layout(x, GROUP), alpha) for x in (reals, fakes)]
+    alone = [group_unlayout(D(group_layout(x, GROUP), alpha), GROUP) for x in (reals, fakes)]
     for got, want in zip(paired, alone):
         assert rel(got, want) < FP32["grad"]
+    # results come back in the order of the batch as drawn: sample 0 of reals first
+    assert (
+        rel(paired[0][:1], group_unlayout(D(group_layout(reals, GROUP), alpha), GROUP)[:1])
+        < (FP32["grad"])
+    )
+    alone = [D(group_layout(x, GROUP), alpha) for x in (reals, fakes)]  # laid-out order
     naive = D(group_layout(torch.cat([reals[:4], fakes[:4], reals[4:], fakes[4:]]), GROUP), alpha)
     assert rel(naive[:4], alone[0][::2]) > 1e-2  # mixed groups change the stddev feature
 
@@ -122,7 +142,7 @@ def test_pairing_is_refused_when_a_batch_is_smaller_than_a_group(program) -> Non
         resolution=4,
         kind="stable",
     )
-    made: list[Critic] = []
+    made: list[DeviceCritic] = []
     original = t.paths.critic
 
     def spy(*args, **kw):  # type: ignore[no-untyped-def]
@@ -133,7 +153,7 @@ def test_pairing_is_refused_when_a_batch_is_smaller_than_a_group(program) -> Non
     t.iteration()
     plain = trainer(program, FastPaths.plain(), batch=2, resolution=4, kind="stable")
     plain.iteration()
-    assert made[0].pair is None and made[0].paired_calls == 0
+    assert made[0].paired and made[0].paired_calls == 0
     assert torch.equal(t.pending[-1], plain.pending[-1]) and torch.equal(grads(t), grads(plain))
 
 
@@ -175,22 +195,21 @@ def test_compiled_d_serves_first_order_calls_only(program) -> None:  # type: ign
         return lambda x, a: runs.append(name) or fn(x, a)
 
     reals, fakes = torch.randn(8, 1, 16, 16), torch.randn(8, 1, 16, 16)
-    for pair, expected in (
-        (None, ["compiled", "compiled", "eager"]),
-        ((reals, fakes), ["compiled", "eager"]),
+    for paired, expected in (
+        (False, ["compiled", "compiled", "eager"]),
+        (True, ["compiled", "eager"]),
     ):
         runs.clear()
-        critic = Critic(
+        critic = DeviceCritic(
             spy("eager", t.D),
             spy("compiled", t.D_run),
+            program.signature("D"),
             torch.tensor(0.4),
             GROUP,
             t.paths.images,
-            pair,
+            paired,
         )
-        loss, _ = d_loss(
-            program.spec.training.loss, critic, Batch(reals, fakes, torch.rand(8, 1, 1, 1), 1)
-        )
+        loss, _ = d_loss(program.spec.training.loss, critic, reals, fakes, torch.rand(8, 1, 1, 1))
         loss.backward()  # the penalty's double backward runs through the eager D
         assert runs == expected
 
@@ -211,9 +230,9 @@ def test_compile_keeps_compiling_over_every_stable_stage(program) -> None:  # ty
         fast=FastPaths(compile=True, compile_backend="aot_eager", channels_last=False),
     )
     counters.clear()
-    for phase in (p for p in schedule.phases if not p.fading):  # 4, 8, 16: one shared wrapper
+    for phase in (p for p in schedule.phases if not p.fading):  # 4, 8, 16
         t.enter_phase(phase)
-        t.images_shown = phase.start
+        t.seek(phase.start)
         t.iteration()
     # every frame compiled: no stage fell back to eager at Dynamo's recompile limit
     assert counters["frames"]["total"] == counters["frames"]["ok"] >= 9  # G x 2, D x 1 per stage
@@ -236,8 +255,10 @@ def test_bf16_autocast_pairing_and_channels_last_within_bf16_rounding(program) -
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, terms = d_loss(
                 program.spec.training.loss,
-                paths.critic(module, module, alpha, GROUP, (reals, fakes)),
-                Batch(reals, fakes, mix, 1),
+                paths.critic(module, module, program.signature("D"), alpha, GROUP),
+                reals,
+                fakes,
+                mix,
             )
         loss.backward()
         results.append((terms["gp"], torch.cat([p.grad.flatten() for p in module.parameters()])))

@@ -1,5 +1,8 @@
 """Loss values against a linear critic D(x) = <w, x>, whose input gradient is w for every sample,
-so every term is computable by hand; and the minibatch-stddev group layout."""
+so every term is computable by hand; and the minibatch-stddev group layout.
+
+The loss objects draw their fakes from G: here G is the identity, so a batch's latents are the
+fakes it is judged on."""
 
 from __future__ import annotations
 
@@ -9,9 +12,27 @@ import pytest
 import torch
 
 from progan_dsl.nn.layers import MinibatchStddev
-from progan_dsl.spec.models import LogisticLoss, LsganLoss, WganGpLoss
-from progan_dsl.train.losses import LOSSES, Batch, d_loss, g_loss, stat_names
+from progan_dsl.spec.models import Conditioning, LogisticLoss, LsganLoss, WganGpLoss
+from progan_dsl.train.losses import LOSSES, Critic, DBatch, GBatch, Nets, make_loss, stat_names
 from progan_dsl.train.trainer import group_layout
+
+
+def Batch(reals, fakes, mix, upscale=1):  # type: ignore[no-untyped-def]
+    """An unlabelled D batch whose fakes, under the identity G, are `fakes`."""
+    return DBatch(reals, None, fakes, mix, upscale)
+
+
+def _nets(critic):  # type: ignore[no-untyped-def]
+    return Nets(G=lambda z, labels: z, D=Critic(critic))
+
+
+def d_loss(spec, critic, batch):  # type: ignore[no-untyped-def]
+    return make_loss(spec).d(_nets(critic), batch)
+
+
+def g_loss(spec, critic, fakes):  # type: ignore[no-untyped-def]
+    return make_loss(spec).g(_nets(critic), GBatch(fakes, None))
+
 
 # reals score 3 and 4, fakes 0 and 7 under w = (3, 4), |w| = 5
 W = torch.tensor([3.0, 4.0])
@@ -96,7 +117,6 @@ def test_wgan_gp_under_bf16_autocast_with_bf16_fakes():
     import torch
 
     from progan_dsl.spec.models import WganGpLoss
-    from progan_dsl.train.losses import d_loss
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -185,26 +205,25 @@ def test_each_loss_declares_the_terms_it_logs() -> None:
         _, terms = d_loss(spec, critic(W), BATCH)
         assert set(stat_names(spec)) == {"loss_D", "loss_G", *terms}
     assert set(LOSSES) == {"wgan_gp", "lsgan", "logistic"}
+    cond = Conditioning(classes=3)
+    assert stat_names(WganGpLoss(kind="wgan_gp"), cond)[-2:] == ("class_real", "class_fake")
+    projection = Conditioning(classes=3, discriminator="projection")
+    assert stat_names(WganGpLoss(kind="wgan_gp"), projection) == stat_names(
+        WganGpLoss(kind="wgan_gp")
+    )
 
 
-def test_the_trainer_penalises_the_full_resolution_gradient_at_every_phase(monkeypatch) -> None:
+def test_the_trainer_penalises_the_full_resolution_gradient_at_every_phase() -> None:
     """Wiring: each D step hands the loss final / current resolution (16x16 spec: 4, 2, 1), so
     the official full-resolution penalty applies through the whole schedule."""
     from progan_dsl.compiler import compile_spec
-    from progan_dsl.train import trainer as trainer_module
     from progan_dsl.train.distributed import DistEnv
     from progan_dsl.train.schedule import build_schedule
     from progan_dsl.train.trainer import Trainer
     from tests.conftest import TINY
 
     seen: dict[tuple[int, str], set[int]] = {}
-    real_d_loss = trainer_module.d_loss
 
-    def spy(spec, critic, batch):  # type: ignore[no-untyped-def]
-        seen.setdefault(stage_now[0], set()).add(batch.upscale)
-        return real_d_loss(spec, critic, batch)
-
-    monkeypatch.setattr(trainer_module, "d_loss", spy)
     program = compile_spec(TINY)
     schedule = build_schedule(program.spec, 0.5)
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -214,9 +233,16 @@ def test_the_trainer_penalises_the_full_resolution_gradient_at_every_phase(monke
         return reals.setdefault((res, batch), torch.zeros(batch, 1, res, res))
 
     t = Trainer(program, schedule, env, source, seed=0)
+    real_d = t.loss.d
+
+    def spy(nets, batch):  # type: ignore[no-untyped-def]
+        seen.setdefault(stage_now[0], set()).add(batch.upscale)
+        return real_d(nets, batch)
+
+    t.loss.d = spy  # type: ignore[method-assign]
     stage_now = [(0, "")]
     for phase in schedule.phases:
-        t.images_shown = phase.start
+        t.seek(phase.start)
         stage_now[0] = (phase.resolution, phase.stage.phase)
         t.iteration()
     assert seen == {

@@ -109,7 +109,7 @@ def test_checkpoint_is_complete_and_loads(uninterrupted: TrainResult) -> None:
     assert ckpt.stage == Stage(16, "stable")
     assert ckpt.resumable and ckpt.D is not None and ckpt.training is not None
     assert ckpt.training.loader["position"] == 320
-    assert ckpt.extra["seed"] == SEED
+    assert ckpt.run_state is not None and ckpt.run_state.seed == SEED
     assert ckpt.spec_hash == load_spec_text(ckpt.spec_text).hash
     G = ckpt.generator()
     images = G(torch.randn(3, ckpt.program().spec.architecture.latent_size))
