@@ -10,6 +10,7 @@ not fit: what would) and, under torchrun, a peer process that died.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -348,14 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         tell(str(err))
         return err.exit_code
     except (RuntimeError, MemoryError) as err:
-        message = out_of_memory_message(err, loaded, args)
+        message = out_of_memory_message(err, loaded)
         if message is not None:
             tell(f"error: {message}")
             return EXIT_USER_ERROR
         from progan_dsl.train.distributed import launched, peer_lost
 
         if launched() and peer_lost(err):
-            tell(f"error: {peer_lost_message(err, args)}")
+            tell(f"error: {peer_lost_message(err)}")
             return EXIT_PEER_LOST
         raise
     return 0
@@ -402,21 +403,20 @@ def _where(err: BaseException) -> tuple[Any, Any]:
 
 
 def smaller_minibatch(minibatch: int, group: int | None, world_size: int) -> int | None:
-    """About half of `minibatch` that still splits into whole minibatch-stddev groups over
-    `world_size` processes; None when no smaller one does."""
-    unit = world_size * (min(group, minibatch) if group else 1)
-    smaller = (minibatch // 2) // unit * unit
-    return smaller if 0 < smaller < minibatch else None
+    """The largest minibatch at most half of `minibatch` that the spec's batch rule allows
+    (`minibatch_group_problems`: it splits over `world_size` processes, each share whole groups
+    of min(group, minibatch) samples); None when there is none."""
+    for smaller in range(minibatch // 2, 0, -1):
+        share, rest = divmod(smaller, world_size)
+        if not rest and share and (not group or share % min(group, smaller) == 0):
+            return smaller
+    return None
 
 
-def out_of_memory_message(
-    err: BaseException, loaded: LoadedSpec, args: argparse.Namespace
-) -> str | None:
+def out_of_memory_message(err: BaseException, loaded: LoadedSpec) -> str | None:
     """What to say when training ran out of memory (None if `err` is something else)."""
     if not is_out_of_memory(err):
         return None
-    import os
-
     trainer, recorder = _where(err)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     group = loaded.spec.architecture.mbstd_group_size
@@ -433,22 +433,20 @@ def out_of_memory_message(
         hint = (
             f"a smaller minibatch, e.g. --set training.schedule.minibatch.{res}={smaller}"
             if smaller
-            else f"a device with more memory (minibatch {batch} is the smallest that splits "
-            f"into whole minibatch-stddev groups over {world} process(es))"
+            else f"a device with more memory, or more processes (minibatch {batch} is the "
+            f"smallest that splits into whole minibatch-stddev groups over {world} process(es))"
         )
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     kept = ""
     if recorder is not None:
         kept = (
-            f"; the run folder {recorder.run.path} keeps its checkpoints (nothing was written "
-            f"after the last one): add --resume {recorder.run.path} to go on from there"
+            f"; the run folder {recorder.run.path} keeps its checkpoints: add --resume "
+            f"{recorder.run.path} to go on from the newest"
         )
     return f"out of memory{where} ({first[:200]}). Try {hint}{kept}"
 
 
-def peer_lost_message(err: BaseException, args: argparse.Namespace) -> str:
-    import os
-
+def peer_lost_message(err: BaseException) -> str:
     rank = os.environ.get("RANK", "?")
     return (
         f"rank {rank}: another process of this torchrun job died (a collective failed: "

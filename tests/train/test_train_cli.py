@@ -379,6 +379,7 @@ def test_smaller_minibatch_keeps_whole_groups() -> None:
     assert smaller_minibatch(16, 4, 2) == 8
     assert smaller_minibatch(24, 4, 2) == 8
     assert smaller_minibatch(8, 4, 2) is None  # 4 per process is one group already
+    assert smaller_minibatch(4, 4, 1) == 2  # a group is min(group size, minibatch)
     assert smaller_minibatch(6, None, 1) == 3
     assert smaller_minibatch(1, None, 1) is None
 
@@ -404,7 +405,7 @@ def test_out_of_memory_says_what_fits_and_keeps_the_run(
         "memory (CUDA out of memory. Tried to allocate 20.00 GiB). Try a smaller minibatch, "
         "e.g. --set training.schedule.minibatch.8=8"
     )
-    assert f"add --resume {run} to go on from there" in err and "Traceback" not in err
+    assert f"add --resume {run} to go on from the newest" in err and "Traceback" not in err
     assert Checkpoint.load(run).images_shown == 64  # the last checkpoint, intact
     with RunDir(run).lock():  # released
         pass
