@@ -14,6 +14,9 @@ machine 20 kimg of the MNIST demo took 51.5 s with 2 threads, 88.8 s with 2 pass
 `default_threads` takes the cores that other work leaves free (measured over a quarter second)
 minus one, at least one. On 2 cores that is one thread: 15% slower than two on an idle machine,
 4x faster once anything else runs. A run that collapses anyway says so (`--threads` sets it).
+`process_threads` is the whole policy of a training process: `--threads` if given, else on the
+CPU `default_threads` for a single process and one share of the cores per process under torchrun
+(which would otherwise leave each at OMP_NUM_THREADS=1), and torch's default on a GPU.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def init_distributed(requested_device: str | None) -> DistEnv:
         world_size=world_size,
         local_rank=local_rank,
         device=device,
-        restart=restart_count() if world_size > 1 else 0,
+        restart=restart_count(),  # a one-process torchrun job restarts too
     )
 
 

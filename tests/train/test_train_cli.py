@@ -182,9 +182,12 @@ def test_single_process_keeps_an_explicit_gpu_index(
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
     env = distr.init_distributed("cuda:1")
     assert env.device == torch.device("cuda", 1) and not env.enabled and env.restart == 0
     assert four_gpus == [torch.device("cuda", 1)]
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # a one-process torchrun job
+    assert distr.init_distributed("cuda:2").restart == 1
 
 
 def test_process_threads(monkeypatch: pytest.MonkeyPatch) -> None:
