@@ -255,3 +255,17 @@ def test_lint_and_format_are_clean() -> None:
             [str(tool), *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_training_modules_import_one_way() -> None:
+    """No cycle among progan_dsl.train's modules, counting lazy and TYPE_CHECKING imports: the
+    Trainer writes and restores its own state, and nothing it uses imports it back."""
+    files = module_files()
+    g = nx.DiGraph()
+    for module, path in files.items():
+        if not module.startswith("progan_dsl.train"):
+            continue
+        for dep in imports(path, module, top_level_only=False):
+            if dep in files and dep != module and dep.startswith("progan_dsl.train"):
+                g.add_edge(module, dep)
+    assert not list(nx.simple_cycles(g)), list(nx.simple_cycles(g))[:3]
