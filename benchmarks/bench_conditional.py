@@ -229,7 +229,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "conditional",
         "quick": args.quick,
         "threads": threads,
-        "machine_detail": machine(args.device),
+        "machine": machine(args.device),
         "data": str(args.data),
         "classifier": judge.describe(),
         "network": None,
