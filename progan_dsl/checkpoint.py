@@ -169,7 +169,7 @@ def _is_rows(value: Any) -> bool:
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Checkpoint:
     """One checkpoint: the spec, the stage, the weights and (for resuming) the training state."""
 
@@ -186,6 +186,17 @@ class Checkpoint:
     info: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where it was read from or last written to
     skipped: tuple[str, ...] = ()  # newer files of a run folder that failed to load, and why
+
+    def __repr__(self) -> str:
+        """One line, no tensors: what a notebook shows for a checkpoint."""
+        spec = self.spec_path.rsplit("/", 1)[-1] or "<checkpoint>"
+        what = "training state" if self.resumable else "weights only"
+        nets = "G, D, G_ema" if self.D is not None else "G, G_ema"
+        where = f"{str(self.path)!r}, " if self.path is not None else ""
+        return (
+            f"Checkpoint({where}spec {spec} ({self.spec_hash[:12]}), stage {self.stage}, "
+            f"{self.images_shown:,} images, {nets}, {what})"
+        )
 
     # -- making one ----------------------------------------------------------------------------
 
@@ -241,10 +252,17 @@ class Checkpoint:
         return replace(self, path=path, skipped=())
 
     @classmethod
-    def load(cls, source: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    def load(
+        cls,
+        source: str | Path,
+        *,
+        map_location: str | torch.device = "cpu",
+        stable: bool = False,
+    ) -> Checkpoint:
         """Read a checkpoint file, or the newest intact checkpoint of a run folder (older ones are
-        tried when newer ones are damaged; `skipped` says which and why). `UserError` when
-        nothing loadable is found."""
+        tried when newer ones are damaged; `skipped` says which and why). `stable=True`: the
+        newest intact one taken at a stable stage, whose `generator()` needs no resolution (what
+        progan-generate and progan-export use). `UserError` when nothing loadable is found."""
         files = checkpoint_files(source)
         skipped: list[str] = []
         for path in files:
@@ -255,8 +273,12 @@ class Checkpoint:
                     raise
                 skipped.append(str(err))
                 continue
+            if stable and ckpt.stage.phase != "stable" and len(files) > 1:
+                skipped.append(f"{path}: taken during the fade-in {ckpt.stage}")
+                continue
             return replace(ckpt, skipped=tuple(skipped))
-        raise UserError(f"{source}: no intact checkpoint; " + "; ".join(skipped))
+        kind = "intact checkpoint at a stable stage" if stable else "intact checkpoint"
+        raise UserError(f"{source}: no {kind}; " + "; ".join(skipped))
 
     @classmethod
     def read(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -333,10 +355,13 @@ class Checkpoint:
         program = self.program()
         if resolution is None:
             if self.stage.phase != "stable":
+                low = program.stages[program.stages.index(self.stage) - 1].resolution
                 raise UserError(
-                    f"{self._where}: taken during the fade-in {self.stage}; neither "
-                    f"stable end is what the network computed then (pick one with "
-                    f"--resolution)"
+                    f"{self._where}: taken during the fade-in {self.stage}; neither stable end "
+                    f"is what the network computed then: pick one ({low} or "
+                    f"{self.stage.resolution}: --resolution on the command line, "
+                    f"generator(resolution=...) in Python), or load a run folder with "
+                    f"Checkpoint.load(run, stable=True)"
                 )
             return self.stage
         stage = program.stage(resolution, "stable")

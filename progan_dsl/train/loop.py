@@ -27,7 +27,7 @@ import torch
 
 from progan_dsl.compiler import compile_spec
 from progan_dsl.data.loader import ImageDataset, ImageLoader
-from progan_dsl.devices import default_threads
+from progan_dsl.devices import process_threads
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import write_error_message
 from progan_dsl.spec import LoadedSpec, load_spec
@@ -151,10 +151,14 @@ def train(options: TrainOptions, *, on_iteration: IterationHook | None = None) -
     """Run (or continue) training as `options` say; see the module docstring."""
     env = distr.init_distributed(options.device)
     threads_before = torch.get_num_threads()
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    elif env.device.type == "cpu" and not env.enabled:  # torchrun gives each rank its share
-        torch.set_num_threads(default_threads())
+    # devices.py owns the thread policy; torchrun gives each rank its share itself
+    threads = (
+        options.threads
+        if env.enabled
+        else process_threads(options.threads, env.device, 1, launched=False)
+    )
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         return _train(options, env, on_iteration)
     finally:
@@ -352,7 +356,9 @@ class _Run:
         done = self.schedule.done(after)
         tick = self.feedback.interval.due(before, after) or done
         snap = self.recorder.interval.due(before, after) or done
-        evaluate = self.evaluator.interval.due(before, after) or done
+        evaluate = bool(self.evaluator.names) and (
+            self.evaluator.interval.due(before, after) or done
+        )
         phase_ends = self.schedule.phase_at(t.cursor.point) != t.phase
         routine = self.monitor.after_iteration()
         stopping = stop.agreed(self.env, routine)

@@ -95,7 +95,7 @@ STRUCTURE = [
     ("opt_structure", _set("opt_D", {"state": 3}), "opt_G/opt_D must be optimizer state dicts"),
     ("rng_type", _set("rng", "seed"), "rng must be a dict"),
     ("loader_type", _set("loader", [0]), "loader must be a dict"),
-    ("extra_type", _set("extra", [1]), "extra must be a dict"),
+    ("extra_type", _set("extra", [1]), "extra (the run state) must be a dict"),
     ("info_type", _set("info", "x"), "info must be a dict"),
     ("D_dropped_with_training_state", _drop("D"), "D is missing"),
 ]
