@@ -5,12 +5,13 @@ instead. Targets: a mean per-class accuracy of at least 90% and at least 75% for
 
 Drawing: z float32 [N, latent_size] standard normal from `--seed`, labels float32 one-hot
 [N, classes], `--per-class` images of class 0, then of class 1, ...; the generator is the EMA
-generator of the checkpoint's stable stage (`Checkpoint.generator`), images [-1, 1] ->
-uint8 (`images.to_uint8`). The classifier reads the dataset at `--data` (its labels must be the
-classes the network was trained with) and is cached in benchmarks/results/ (first run: a couple
-of minutes of training). Without `--network`, only the classifier's accuracy on the held-out real
-digits is reported: the ceiling a generator can reach. Writes
-`benchmarks/results/conditional.json`.
+generator of the checkpoint's stable stage (`Checkpoint.generator`), images [-1, 1] -> uint8
+(`images.to_uint8`). The classifier reads the dataset at `--data` (its labels must be the classes
+the network was trained with) at the generator's resolution (an earlier stage, e.g.
+`--resolution 16` of a run in its 32x32 fade-in, is judged by a classifier of 16x16 digits); it
+is cached in benchmarks/results/ (first run: a couple of minutes of training). Without
+`--network`, only the classifier's accuracy on the held-out real digits is reported: the ceiling
+a generator can reach. Writes `benchmarks/results/conditional.json`.
 
     progan-bench conditional -- --network runs/00000-mnist_32_conditional
     progan-bench conditional -- --network RUN/checkpoints/checkpoint-000096000.pt --per-class 500
@@ -131,6 +132,7 @@ def load_network(network: str | Path, resolution: int | None, device: str) -> di
         "generator": generator,
         "classes": arch.num_classes,
         "latent_size": arch.latent_size,
+        "resolution": ckpt.stable_stage(resolution).resolution,
         "info": {
             "network": str(network),
             "checkpoint": str(ckpt.path),
@@ -215,6 +217,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     judge = load_classifier(
         args.data,
         QUICK if args.quick else FULL,
+        resolution=network["resolution"] if network else None,
         cache_dir=args.classifier_cache,
         retrain=args.retrain,
     )

@@ -3,9 +3,10 @@
 
 Data: a dataset made by `progan-dataset create ... --labels` (for MNIST: `progan-dataset create
 --source mnist --out data/mnist32 --resolution 32 --labels`), read through `ImageDataset` at its
-top level. The last `test_images` images are held out; on the bundled MNIST created without
-`--seed` they are the official 10,000 test digits (its train and test sets are stored in that
-order). The classifier trains on the images before them.
+top level or at the level a generator draws (`resolution`). The last `test_images` images are
+held out; on the bundled MNIST created without `--seed` they are the official 10,000 test digits
+(its train and test sets are stored in that order). The classifier trains on the images before
+them.
 
 Network: three 3x3 conv + ReLU + 2x2 max-pool blocks (width, 2 width, 4 width channels) and one
 linear layer to the class logits; inputs are uint8 images mapped to [-1, 1] like a generator's.
@@ -274,8 +275,11 @@ def _dataset_labels(dataset: ImageDataset) -> np.ndarray | None:
     return labels() if callable(labels) else labels
 
 
-def load_digits(path: str | Path, config: ClassifierConfig) -> LabelledDigits:
-    """The dataset at `path` split as `config` says; `UserError` without labels or images."""
+def load_digits(
+    path: str | Path, config: ClassifierConfig, resolution: int | None = None
+) -> LabelledDigits:
+    """The dataset at `path` at `resolution` (default: its top level) split as `config` says;
+    `UserError` without labels, that level or enough images."""
     dataset = ImageDataset(path)
     labels = _dataset_labels(dataset)
     if labels is None:
@@ -283,8 +287,8 @@ def load_digits(path: str | Path, config: ClassifierConfig) -> LabelledDigits:
             f"{path}: the dataset has no labels; create it with --labels (e.g. progan-dataset "
             f"create --source mnist --out {path} --resolution 32 --labels --force)"
         )
-    resolution = dataset.resolutions[-1]
-    images = dataset.images(resolution)
+    resolution = resolution or dataset.resolutions[-1]
+    images = dataset.images(resolution)  # UserError naming the levels there are
     total = len(images)
     if not 0 < config.test_images < total:
         raise UserError(
@@ -342,13 +346,15 @@ def load_classifier(
     data: str | Path,
     config: ClassifierConfig = FULL,
     *,
+    resolution: int | None = None,
     cache_dir: Path = RESULTS,
     retrain: bool = False,
     log: bool = True,
 ) -> DigitClassifier:
     """The classifier for the dataset at `data`: from the cache when its key matches (and not
-    `retrain`), else trained now, evaluated on the held-out images and cached."""
-    digits = load_digits(data, config)
+    `retrain`), else trained now, evaluated on the held-out images and cached. It reads the
+    dataset's level `resolution` (default: the top one)."""
+    digits = load_digits(data, config, resolution)
     path = cache_path(config.key(digits.identity), cache_dir)
     _, c, h, w = digits.test_images.shape
     stored = None if retrain else _read_cache(path, log=log)

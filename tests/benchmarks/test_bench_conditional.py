@@ -204,13 +204,13 @@ def test_generator_of_the_wrong_digits_scores_about_zero(
     assert not bench_conditional.verdict(table)["passed"]
 
 
-def _conditional_run(folder: Path) -> Path:
-    """An untrained checkpoint of specs/mnist_32_conditional.yaml at its final stage."""
+def _conditional_run(folder: Path, resolution: int = 32, phase: str = "stable") -> Path:
+    """An untrained checkpoint of specs/mnist_32_conditional.yaml (default: its final stage)."""
     from progan_dsl.checkpoint import Checkpoint
     from progan_dsl.compiler import compile_spec
 
     program = compile_spec(ROOT / "specs" / "mnist_32_conditional.yaml")
-    stage = program.stage(32, "stable")
+    stage = program.stage(resolution, phase)
     torch.manual_seed(0)
     G, D = program.build("G", stage), program.build("D", stage)
     Checkpoint.from_weights(
@@ -237,6 +237,23 @@ def test_cli_on_a_conditional_checkpoint(
     assert result["classifier"]["held_out"] == judge.held_out.to_json()
     assert format_table(generated.printable(), COLUMNS) in printed
     assert bench_conditional.verdict(generated)["line"] in printed
+
+
+def test_an_earlier_stage_is_judged_at_its_resolution(
+    judge: DigitClassifier, digits_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _conditional_run(tmp_path / "run", 32, "fade")
+    args = ["conditional", "--", "--network", str(run), "--data", str(digits_dir), "--quick"]
+    args += ["--classifier-cache", str(judge.cache.parent), "--no-write", "--threads", "1"]
+    assert bench_main(args) == EXIT_USER_ERROR  # a fade-in checkpoint: which end is ambiguous
+    assert "taken during the fade-in 32/fade" in capsys.readouterr().err
+    payload = bench_conditional.run([*args[2:], "--resolution", "16", "--per-class", "2"])
+    assert payload["network"]["stage"] == "16/stable"
+    assert payload["classifier"]["held_out"]["per_class"] != judge.held_out.to_json()["per_class"]
+    assert [r["n"] for r in payload["generated"]["per_class"]] == [2] * 10
+    held16 = load_classifier(digits_dir, QUICK, resolution=16, cache_dir=judge.cache.parent)
+    assert held16.reused and held16.image_shape == (1, 16, 16)  # trained by the run above
+    assert held16.cache != judge.cache and held16.held_out.overall > 0.8
 
 
 def test_cli_without_network_reports_the_classifier(
