@@ -85,9 +85,20 @@ def write_atomic_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except BaseException as err:
+        _name_the_file(err, path, tmp)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _name_the_file(err: BaseException, path: Path, tmp: Path) -> None:
+    """A write error names the file it was meant for: not the temporary sibling, and not
+    nothing (a write to an open file object names none)."""
+    found = write_error_reason(err)
+    if found is not None and found[1].filename in (None, "", str(tmp)):
+        found[1].filename = str(path)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -235,7 +235,8 @@ def _train(
         with loader, StopSignals() as stop:
             return run.go(stop, on_iteration, wall_start)
     except (OSError, RuntimeError) as err:  # torch.save wraps the OSError in a RuntimeError
-        message = write_error_message(err, "a run file", f"resume with: {run.resume_command()}")
+        where = f"a file of the run folder {run.recorder.run.path}"
+        message = write_error_message(err, where, f"resume with: {run.resume_command()}")
         if message is None:
             raise
         raise UserError(message) from None

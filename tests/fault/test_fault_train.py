@@ -328,6 +328,8 @@ def test_disk_full_while_writing_a_checkpoint(
     assert "disk full while writing" in err and "nothing older was touched" in err
     assert "resume with: progan-train" in err and "Traceback" not in err
     (run,) = outdir.iterdir()
+    # the message names the checkpoint it was writing, not its temporary file
+    assert f"disk full while writing {run / 'checkpoints' / 'checkpoint-000000064.pt'};" in err
     assert not [p for p in run.rglob(".*tmp*")]  # no temporary file left
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
         "checkpoint-000000000.pt",
