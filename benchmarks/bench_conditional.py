@@ -145,13 +145,24 @@ def load_network(network: str | Path, resolution: int | None, device: str) -> di
     }
 
 
-def _positive(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in 0..2**63 - 1, got {value}")
     return value
 
 
@@ -179,7 +190,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         metavar="N",
         help=f"generated images per class (default {PER_CLASS}; {QUICK_PER_CLASS} with --quick)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the latents, 0 to 2**63 - 1 (default 0)"
+    )
     parser.add_argument("--batch", type=_positive, default=BATCH, help="images per G call")
     parser.add_argument(
         "--resolution",
@@ -208,6 +221,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add_threads(parser)
     add_output(parser, "conditional")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     threads = apply_threads(args.threads)
     per_class = args.per_class or (QUICK_PER_CLASS if args.quick else PER_CLASS)
 

@@ -299,3 +299,11 @@ def test_cli_refuses_bad_input(
     assert capsys.readouterr().err == (
         "error: progan-bench conditional --: argument --per-class: must be at least 1, got 0\n"
     )
+    assert bench_main(["conditional", "--", "--seed", "-1"]) == EXIT_USER_ERROR
+    assert capsys.readouterr().err == (
+        "error: progan-bench conditional --: argument --seed: must be in 0..2**63 - 1, got -1\n"
+    )
+    assert bench_main(["conditional", "--", "--batch", "x"]) == EXIT_USER_ERROR
+    assert capsys.readouterr().err == (
+        "error: progan-bench conditional --: argument --batch: must be a whole number, got 'x'\n"
+    )
