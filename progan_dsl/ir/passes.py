@@ -143,6 +143,7 @@ def infer_shapes(graph: BlockGraph, spec: Spec) -> BlockGraph:
             continue
         kind = get_kind(node.kind)
         side: tuple[Shape, ...] = ()
+        in_shape: Shape | None
         if len(kind.inputs) > 1:  # inputs in call order; each its own shape
             in_shape, *rest = (out.node(p.id).out_shape or () for p, _ in preds)
             side = tuple(rest)
@@ -351,7 +352,7 @@ def verify(graph: BlockGraph) -> BlockGraph:
     if [p.role for p in sig.inputs].count(PortRole.ALPHA) != 1:
         problems.append("the signature must take alpha once")
     for port in sig.outputs:
-        if port.node in graph and port.take is not None:
+        if port.node is not None and port.node in graph and port.take is not None:
             width = (graph.port_node(port).out_shape or (0,))[0]
             if not 0 <= port.take[0] < port.take[1] <= width:
                 problems.append(f"output {port.name}: range {port.take} outside [0, {width})")

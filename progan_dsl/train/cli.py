@@ -55,27 +55,8 @@ checkpoint.
 """
 
 
-def parser() -> argparse.ArgumentParser:
-    p = parser_for(
-        "progan-train",
-        "Grow and train a ProGAN spec: phases, fade-ins, minibatch "
-        "and learning rate as the spec says; checkpoints that resume bit for bit.",
-        EXAMPLES,
-    )
-    p.add_argument("spec", help="spec YAML file")
-    add_set(p)
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        help="dataset folder from progan-dataset (default: training.dataset.path)",
-    )
-    p.add_argument("--outdir", metavar="DIR", default="runs", help="where run folders go (runs)")
-    p.add_argument(
-        "--kimg",
-        type=kimg_amount,
-        metavar="N",
-        help="train for N thousand images in all (default: the spec's total_kimg)",
-    )
+def add_stylegan_options(p: argparse.ArgumentParser) -> None:
+    """The options a StyleGAN user looks for first, each a `--set` of the spec's field."""
     p.add_argument(
         "--snap",
         type=positive_int,
@@ -100,29 +81,10 @@ def parser() -> argparse.ArgumentParser:
         "kid, or a preset whose image counts an evaluation matches: fid10k, fid5k, swd16k), at "
         "every checkpoint unless the spec sets training.evaluation.every_kimg",
     )
-    p.add_argument(
-        "--resume",
-        metavar="auto|PATH",
-        help="'auto': continue the newest run of this spec in OUTDIR (or start one); "
-        "PATH: a checkpoint file or run folder",
-    )
-    add_device(p)
-    p.add_argument("--seed", type=seed_int, metavar="S", help="seed of a new run (default 0)")
-    p.add_argument(
-        "--workers",
-        type=non_negative_int,
-        default=1,
-        metavar="N",
-        help="data prefetch threads (default 1; results do not depend on it)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU compute threads (default: the cores other work leaves free minus one spare, "
-        "at least 1; on a machine busy with other work fewer threads are much faster)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
+
+
+def add_fast_path_switches(p: argparse.ArgumentParser) -> None:
+    """--X / --no-X for each fast path and gradfix (default: the device's)."""
     for name, what in (
         ("channels-last", "modules and D inputs in NHWC"),
         ("paired-critic", "D on reals and fakes in one call where groups allow"),
@@ -149,6 +111,54 @@ def parser() -> argparse.ArgumentParser:
     gradfix.add_argument(
         "--no-gradfix", dest="gradfix", action="store_false", help="stock convs everywhere"
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = parser_for(
+        "progan-train",
+        "Grow and train a ProGAN spec: phases, fade-ins, minibatch "
+        "and learning rate as the spec says; checkpoints that resume bit for bit.",
+        EXAMPLES,
+    )
+    p.add_argument("spec", help="spec YAML file")
+    add_set(p)
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="dataset folder from progan-dataset (default: training.dataset.path)",
+    )
+    p.add_argument("--outdir", metavar="DIR", default="runs", help="where run folders go (runs)")
+    p.add_argument(
+        "--kimg",
+        type=kimg_amount,
+        metavar="N",
+        help="train for N thousand images in all (default: the spec's total_kimg)",
+    )
+    add_stylegan_options(p)
+    p.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="'auto': continue the newest run of this spec in OUTDIR (or start one); "
+        "PATH: a checkpoint file or run folder",
+    )
+    add_device(p)
+    p.add_argument("--seed", type=seed_int, metavar="S", help="seed of a new run (default 0)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=1,
+        metavar="N",
+        help="data prefetch threads (default 1; results do not depend on it)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU compute threads (default: the cores other work leaves free minus one spare, "
+        "at least 1; on a machine busy with other work fewer threads are much faster)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, tick lines only")
+    add_fast_path_switches(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -313,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from progan_dsl.train.fast import FastPaths
     from progan_dsl.train.loop import (
         EXIT_DIVERGED,
+        OutOfMemory,
         TrainingDiverged,
         TrainingInterrupted,
         TrainOptions,
@@ -348,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as err:
         tell(str(err))
         return err.exit_code
-    except (RuntimeError, MemoryError) as err:
+    except (OutOfMemory, RuntimeError, MemoryError) as err:
         message = out_of_memory_message(err, loaded)
         if message is not None:
             tell(f"error: {message}")
@@ -373,35 +384,6 @@ def tell(line: str, stream: Any = None) -> None:
 # ---- failures at the boundary with the loop ----------------------------------------------------
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, the CPU allocator's "can't allocate memory", a MemoryError."""
-    import torch
-
-    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
-
-
-def _where(err: BaseException) -> tuple[Any, Any]:
-    """The Trainer and RunRecorder of the frames `err` went through (None where not found)."""
-    from progan_dsl.train.recorder import RunRecorder
-    from progan_dsl.train.trainer import Trainer
-
-    trainer = recorder = None
-    tb = err.__traceback__
-    while tb is not None:
-        for value in tb.tb_frame.f_locals.values():
-            if trainer is None and isinstance(value, Trainer):
-                trainer = value
-            if recorder is None and isinstance(value, RunRecorder):
-                recorder = value
-        tb = tb.tb_next
-    return trainer, recorder
-
-
 def smaller_minibatch(minibatch: int, group: int | None, world_size: int) -> int | None:
     """The largest minibatch at most half of `minibatch` that the spec's batch rule allows
     (`minibatch_group_problems`: it splits over `world_size` processes, each share whole groups
@@ -414,20 +396,22 @@ def smaller_minibatch(minibatch: int, group: int | None, world_size: int) -> int
 
 
 def out_of_memory_message(err: BaseException, loaded: LoadedSpec) -> str | None:
-    """What to say when training ran out of memory (None if `err` is something else)."""
-    if not is_out_of_memory(err):
+    """What to say when training ran out of memory (None if `err` is something else): where,
+    with an `OutOfMemory` from the loop, and what would fit."""
+    from progan_dsl.train.loop import OutOfMemory, is_out_of_memory
+
+    if not isinstance(err, OutOfMemory) and not is_out_of_memory(err):
         return None
-    trainer, recorder = _where(err)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     group = loaded.spec.architecture.mbstd_group_size
-    if trainer is None or trainer.phase is None:
+    phase = err.phase if isinstance(err, OutOfMemory) else None
+    if not isinstance(err, OutOfMemory) or phase is None:
         where, hint = "", "a smaller minibatch (--set training.schedule.minibatch.RES=N)"
     else:
-        phase = trainer.phase
         res, batch = phase.resolution, phase.minibatch
         where = (
-            f" at {res}x{res} ({phase.stage.phase}, {trainer.images_shown / 1000:g} kimg): "
-            f"minibatch {batch} does not fit in {trainer.device}'s memory"
+            f" at {res}x{res} ({phase.stage.phase}, {err.images_shown / 1000:g} kimg): "
+            f"minibatch {batch} does not fit in {err.device}'s memory"
         )
         smaller = smaller_minibatch(batch, group, world)
         hint = (
@@ -436,12 +420,13 @@ def out_of_memory_message(err: BaseException, loaded: LoadedSpec) -> str | None:
             else f"a device with more memory, or more processes (minibatch {batch} is the "
             f"smallest that splits into whole minibatch-stddev groups over {world} process(es))"
         )
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    cause = err.cause if isinstance(err, OutOfMemory) else err
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     kept = ""
-    if recorder is not None:
+    if isinstance(err, OutOfMemory):
         kept = (
-            f"; the run folder {recorder.run.path} keeps its checkpoints: add --resume "
-            f"{recorder.run.path} to go on from the newest"
+            f"; the run folder {err.run_path} keeps its checkpoints: add --resume "
+            f"{err.run_path} to go on from the newest"
         )
     return f"out of memory{where} ({first[:200]}). Try {hint}{kept}"
 

@@ -38,7 +38,7 @@ from progan_dsl.train.fast import FastPaths
 from progan_dsl.train.feedback import Feedback
 from progan_dsl.train.monitor import Monitor, NonFinite
 from progan_dsl.train.recorder import RunRecorder, run_info
-from progan_dsl.train.schedule import Schedule, build_schedule
+from progan_dsl.train.schedule import Phase, Schedule, build_schedule
 from progan_dsl.train.start import Start, check_batches, check_dataset, dataset_path, decide_start
 from progan_dsl.train.trainer import Trainer
 
@@ -234,14 +234,46 @@ def _train(
     try:
         with loader, StopSignals() as stop:
             return run.go(stop, on_iteration, wall_start)
-    except (OSError, RuntimeError) as err:  # torch.save wraps the OSError in a RuntimeError
+    except (OSError, RuntimeError, MemoryError) as err:  # torch.save wraps OSError in RuntimeError
         where = f"a file of the run folder {run.recorder.run.path}"
         message = write_error_message(err, where, f"resume with: {run.resume_command()}")
-        if message is None:
-            raise
-        raise UserError(message) from None
+        if message is not None:
+            raise UserError(message) from None
+        if is_out_of_memory(err):
+            t = run.trainer
+            raise OutOfMemory(
+                err, t.phase, t.images_shown, t.device, run.recorder.run.path
+            ) from err
+        raise
     finally:
         run.close()
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's "can't allocate memory", a MemoryError."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+class OutOfMemory(Exception):
+    """Training ran out of memory: the allocator's error and where the run was (the CLI says
+    what would fit)."""
+
+    def __init__(
+        self,
+        cause: BaseException,
+        phase: Phase | None,
+        images_shown: int,
+        device: torch.device,
+        run_path: Path,
+    ) -> None:
+        super().__init__(str(cause))
+        self.cause, self.phase, self.images_shown = cause, phase, images_shown
+        self.device, self.run_path = device, run_path
 
 
 def diverged(bad: list[str], where: str, back: Path | None, images_shown: int) -> TrainingDiverged:
@@ -302,13 +334,9 @@ class _Run:
         self.loader, self.dataset, self.recorder, self.monitor = loader, dataset, recorder, monitor
         self.kimg, self.data = kimg, data
         history, main = recorder.records, env.is_main
+        continuing = recorder.continuing
         self.feedback = Feedback(
-            recorder.run,
-            trainer,
-            schedule,
-            main=main,
-            history=history,
-            continuing=recorder.continuing,
+            recorder.run, trainer, schedule, main=main, history=history, continuing=continuing
         )
         self.console = Console(
             recorder.run.path,
