@@ -4,13 +4,16 @@ one device, that runs from Python with torch alone (no progan_dsl):
     import torch
     G = torch._inductor.aoti_load_package("g.pt2")     # compiled model + weights
     images = G(torch.randn(16, 512))                   # [16, C, H, W] float32, nominal [-1, 1]
+    images = G(z, labels)         # a class-conditional G: labels float32 one-hot [N, classes]
     G.get_metadata()["spec_name"], ...["latent_size"]  # the same provenance as an .onnx file
 
 Owns `export_aoti` (the library call behind `progan-export --aoti`), `exported_program` (the
 `torch.export` step alone, also what a quick benchmark runs without compiling) and
 `read_aoti_metadata`.
 
-How: `torch.export.export` of the EMA generator (a stable stage: input z only), batch dynamic
+How: `torch.export.export` of the EMA generator bound to its exported inputs by role
+(`progan_dsl.export.bound.ExportedGenerator`: z, then labels for a class-conditional G, in the
+order the metadata's `inputs` lists; a stable stage takes no alpha), batch dynamic
 unless fixed (`Dim("batch", min=1)`; torch.export specialises sizes 0 and 1, so the example batch
 is 2), then `torch._inductor.aoti_compile_and_package`, which generates and compiles C++ (CPU) or
 Triton + C++ (CUDA) and packs the shared library and the weights into the zip archive. A package
@@ -19,9 +22,9 @@ instructions (metadata `AOTI_CPU_ISA`), a CUDA one this GPU's architecture. Buil
 compiler (g++ or clang++, or $CXX).
 
 Metadata: `progan_dsl.generate.meta.GeneratorMeta` (spec name, hash and YAML, stage,
-resolution, height, width, channels, latent size, output range, precision, batch, device, ...) plus
-the caller's notes (images trained, checkpoint), stored in the package (`aot_inductor.metadata`)
-beside the compiler's own `AOTI_*` keys.
+resolution, height, width, channels, latent size, num_classes, inputs, output range, precision,
+batch, device, ...) plus the caller's notes (images trained, checkpoint), stored in the package
+(`aot_inductor.metadata`) beside the compiler's own `AOTI_*` keys.
 
 Precision: fp32, or a bf16 / fp16 copy behind float32 input and output (the casts are in the
 graph, as in the ONNX export).
@@ -33,7 +36,6 @@ whose member names would unpack outside their folder, but cannot make foreign co
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 from collections.abc import Mapping
@@ -41,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
+from progan_dsl.export.bound import ExportedGenerator, example_inputs
 from progan_dsl.fsutil import write_atomic_with
 from progan_dsl.generate.meta import GeneratorMeta
 from progan_dsl.ir import Stage
@@ -54,18 +57,6 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 DEVICES = ("cpu", "cuda")
 EXPORT_BATCH = 2  # example batch of a dynamic export (torch.export specialises 0 and 1)
 EXPORTER = "torch.export + AOTInductor"
-
-
-class _CastGraph(nn.Module):
-    """A low-precision copy of G behind float32 input and output."""
-
-    def __init__(self, G: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.g = G.to(dtype)
-        self.dtype = dtype
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.g(z.to(self.dtype)).to(torch.float32)
 
 
 def _check(stage: Stage, precision: str, device: str, batch: str | int, out: Path) -> None:
@@ -102,16 +93,22 @@ def exported_program(
     batch: str | int = "dynamic",
 ) -> Any:
     """`torch.export` of the stable generator `G` (a copy; `G` is not modified) on `device`:
-    z [N, latent] float32 -> images [N, C, H, W] float32."""
-    module = copy.deepcopy(G).to(device, torch.float32).eval().requires_grad_(False)
-    if precision != "fp32":
-        module = _CastGraph(module, PRECISIONS[precision]).eval()
-    latent = program.spec.architecture.latent_size
+    z [N, latent] float32 (and labels [N, classes] float32 for a class-conditional G) ->
+    images [N, C, H, W] float32."""
+    signature = program.signature("G", stage)
+    module = ExportedGenerator(G, signature, PRECISIONS[precision]).to(device)
     fixed = None if batch == "dynamic" else int(batch)
-    example = torch.randn(fixed or EXPORT_BATCH, latent, device=device)
-    dynamic = None if fixed else ({0: torch.export.Dim("batch", min=1)},)
+    examples = example_inputs(
+        signature,
+        program.spec.architecture.latent_size,
+        program.num_classes,
+        fixed or EXPORT_BATCH,
+        device,
+    )
+    rows = torch.export.Dim("batch", min=1)  # one batch size shared by every input
+    dynamic = None if fixed else (tuple({0: rows} for _ in examples),)  # (*inputs)
     with torch.no_grad():
-        return torch.export.export(module, (example,), dynamic_shapes=dynamic, strict=False)
+        return torch.export.export(module, examples, dynamic_shapes=dynamic, strict=False)
 
 
 def export_aoti(

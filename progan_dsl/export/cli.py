@@ -32,9 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p = parser_for(
         "progan-export",
         "Export the EMA generator of a stable stage as one "
-        "self-contained ONNX file (input z [N, latent] float32, output images "
-        "[N, C, H, W] in [-1, 1]), as an AOTInductor package and/or as standalone "
-        "PyTorch source.",
+        "self-contained ONNX file (input z [N, latent] float32, and labels [N, classes] "
+        "one-hot float32 for a class-conditional generator; output images [N, C, H, W] in "
+        "[-1, 1]), as an AOTInductor package and/or as standalone PyTorch source.",
         EXAMPLES,
     )
     add_network(
@@ -117,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{program.params('G', stage):,} parameters, fused_scale={'on' if program.fused else 'off'}"
     )
     n = "N" if args.batch == "dynamic" else str(args.batch)
-    io = f"z [{n}, {arch.latent_size}] -> images [{n}, {arch.image_channels}, {height}, {width}]"
+    takes = f"z [{n}, {arch.latent_size}]"
+    if program.num_classes:
+        takes += f", labels [{n}, {program.num_classes}] (one-hot)"
+    io = f"{takes} -> images [{n}, {arch.image_channels}, {height}, {width}]"
     if args.out is not None:
         from progan_dsl.export.onnx_export import export_onnx
 

@@ -17,16 +17,20 @@ gain / sqrt(fan_in) at run time (Section 4.1). The exporter's own optimiser woul
 initializers are then exactly G's state dict (same names, same N(0, 1) values) plus a few scalar
 constants; onnxruntime and TensorRT fold the scaling once when they load the file.
 
+Inputs: those of G's signature other than alpha, by their names (`z`; `z, labels` for a
+class-conditional G, labels float32 one-hot [N, classes]), bound to G by role
+(`progan_dsl.export.bound.ExportedGenerator`); the metadata lists them (`inputs`,
+`num_classes`).
+
 Precision: fp32 exports the module as it is. fp16 exports a half-precision copy behind float32
-I/O: the graph casts `z` to float16 on entry and the images back to float32 on exit, so callers
-never change their dtype. (onnxruntime's CPU provider has no float16 kernels for most of these
-ops and inserts casts back to float32, so fp16 only pays off on a GPU.)
+I/O: the graph casts its inputs to float16 on entry and the images back to float32 on exit, so
+callers never change their dtype. (onnxruntime's CPU provider has no float16 kernels for most of
+these ops and inserts casts back to float32, so fp16 only pays off on a GPU.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -41,26 +45,15 @@ from torch import Tensor, nn
 import progan_dsl
 from progan_dsl.compiler import Program
 from progan_dsl.errors import UserError
+from progan_dsl.export.bound import PARAMETER_PREFIX, ExportedGenerator, example_inputs
 from progan_dsl.fsutil import write_bytes_atomic
-from progan_dsl.generate.meta import LATENT_INPUT, OUTPUT_NAME, GeneratorMeta
+from progan_dsl.generate.meta import OUTPUT_NAME, GeneratorMeta
 from progan_dsl.ir import Stage
 
 OPSET = 18  # opset of the exported graph; onnxruntime >= 1.14 and TensorRT 8.6+ run it
-INPUT_NAME = LATENT_INPUT
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 PROTOBUF_LIMIT = 2**31 - 1  # one .onnx file without external data must stay below 2 GiB
 _EXPORT_BATCH = 2  # example batch for a dynamic export (torch.export specialises sizes 0 and 1)
-
-
-class _Float16Graph(nn.Module):
-    """A float16 copy of G behind float32 input and output (casts become part of the graph)."""
-
-    def __init__(self, G: nn.Module) -> None:
-        super().__init__()
-        self.g = G
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.g(z.to(torch.float16)).to(torch.float32)
 
 
 def export_metadata(
@@ -81,13 +74,16 @@ def export_metadata(
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's chatter that says nothing about our model (torchvision op
-    registrations it skips, a pytree FutureWarning), restoring everything afterwards."""
+    registrations it skips, a pytree FutureWarning, the note that inputs share the batch
+    axis), restoring everything afterwards."""
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            # z and labels share the batch axis: the exporter says it keeps one name for both
+            warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
             yield
     finally:
         registration.setLevel(level)
@@ -102,24 +98,23 @@ def _check_batch(batch: str | int) -> int | None:
 
 
 def _export_proto(
-    module: nn.Module,
-    latent_size: int,
+    module: ExportedGenerator,
+    examples: tuple[Tensor, ...],
+    input_names: list[str],
     fixed_batch: int | None,
     parameter_names: set[str],
-    prefix: str,
 ) -> onnx.ModelProto:
     from onnxscript import optimizer
 
-    example = torch.zeros(fixed_batch or _EXPORT_BATCH, latent_size)
-    # by position: stable stage modules are called as forward(x, alpha=None) (one convention)
-    dynamic = None if fixed_batch else ({0: torch.export.Dim("batch", min=1)},)
+    batch = torch.export.Dim("batch", min=1)  # one batch size shared by every input
+    dynamic = None if fixed_batch else (tuple({0: batch} for _ in examples),)  # (*inputs)
     with _quiet_exporter():
         program = torch.onnx.export(
             module,
-            (example,),
+            examples,
             dynamo=True,
             dynamic_shapes=dynamic,
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             optimize=False,
@@ -127,9 +122,9 @@ def _export_proto(
         )
     assert program is not None
     model = program.model
-    for value in list(model.graph.initializers.values()):
-        if prefix and value.name and value.name.startswith(prefix):
-            value.name = value.name[len(prefix) :]
+    for value in list(model.graph.initializers.values()):  # "g.b4_dense.weight" -> G's own name
+        if value.name and value.name.startswith(PARAMETER_PREFIX):
+            value.name = value.name[len(PARAMETER_PREFIX) :]
 
     def keep_parameter_reads(node: Any) -> bool | None:  # node: an onnx_ir.Node
         # False: never fold a node reading a parameter (it would bake the scale into a new
@@ -172,8 +167,9 @@ def export_onnx(
 ) -> Path:
     """Export the stable-stage generator `G` of `program` to `out_path`; return the path.
 
-    Input `z` float32 [N, latent_size], output `images` float32 [N, C, H, W] in nominal range
-    [-1, 1]; N is dynamic unless `batch` is an int. `metadata` adds notes to the
+    Input `z` float32 [N, latent_size] (and `labels` float32 one-hot [N, classes] for a
+    class-conditional G), output `images` float32 [N, C, H, W] in nominal range [-1, 1]; N is
+    dynamic unless `batch` is an int. `metadata` adds notes to the
     metadata_props of `export_metadata`; callers put `images_trained` and the checkpoint there.
     `G` itself is not modified. The file passes `onnx.checker.check_model(full_check=True)` and
     is written atomically (temporary file, fsync, rename)."""
@@ -187,23 +183,24 @@ def export_onnx(
     if out.is_dir():
         raise UserError(f"{out}: is a folder; give the .onnx file to write")
 
-    module = copy.deepcopy(G).to("cpu", torch.float32).eval().requires_grad_(False)
-    parameter_names = set(module.state_dict())
-    prefix = ""
-    if precision == "fp16":
-        module = _Float16Graph(module.half()).eval()
-        prefix = "g."
-    latent_size = program.spec.architecture.latent_size
-    proto = _export_proto(module, latent_size, fixed_batch, parameter_names, prefix)
+    signature = program.signature("G", stage)
+    module = ExportedGenerator(G, signature, PRECISIONS[precision]).to("cpu")
+    meta = export_metadata(program, stage, precision=precision, batch=batch, extra=metadata)
+    examples = example_inputs(
+        signature,
+        program.spec.architecture.latent_size,
+        program.num_classes,
+        fixed_batch or _EXPORT_BATCH,
+    )
+    parameter_names = set(G.state_dict())
+    proto = _export_proto(module, examples, list(meta.inputs), fixed_batch, parameter_names)
 
-    props = export_metadata(
-        program, stage, precision=precision, batch=batch, extra=metadata
-    ).to_props()
+    props = meta.to_props()
     proto.producer_name = "progan-dsl"
     proto.producer_version = progan_dsl.__version__
     proto.doc_string = (
         f"ProGAN generator '{program.spec.name}' at {stage} ({precision}): "
-        f"{INPUT_NAME} -> {OUTPUT_NAME}. See metadata_props."
+        f"{', '.join(meta.inputs)} -> {OUTPUT_NAME}. See metadata_props."
     )
     del proto.metadata_props[:]
     for key in sorted(props):

@@ -4,6 +4,11 @@ Owns argument parsing, the layout of what is written and the printed summary: a 
 (`--out x.png`), one PNG per image (`--out DIR`), or a latent walk (`--interpolate STEPS --out
 x.gif|x.mp4|DIR`), several walks side by side in one animation with `--walks K`.
 
+Class-conditional generators draw the classes `--class` names (`class_choice`): one class (every
+image of it), or a list / `all`, laid out one row per class with the same latents in every row
+(the official `row_per_class` grid: the seeds give the columns). `--class` is required for a
+conditional generator (no class is made up) and refused for an unconditional one.
+
 Grids and animations are enlarged by an integer factor, nearest neighbour (`--upscale`; by
 default the smallest factor that shows each image at least `VIEW_SIDE` pixels on its longer
 side), so a 32x32 generator gives a viewable grid or GIF; PNG folders keep the generator's size
@@ -27,6 +32,7 @@ from progan_dsl.cliutil import (
     say,
 )
 from progan_dsl.errors import UserError
+from progan_dsl.generate.meta import MAX_CLASSES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +46,9 @@ examples:
   progan-generate --network celebahq.onnx --num 4 --interpolate 60 --out walk.gif
   progan-generate --network runs/00000-mnist_32 --walks 16 --num 3 --interpolate 30 \
       --upscale 4 --out walks.gif                         # a 4x4 grid of walks, 128 px cells
+  progan-generate --network runs/00001-mnist_32_conditional --class 3 --seeds 0-15 --out threes/
+  progan-generate --network runs/00001-mnist_32_conditional --class all --num 8 --out digits.png
+      # one row per class (10 rows), the same 8 latents in every row
 
 A .pt2 package (progan-export --aoti) is compiled code that runs when it is loaded: use only
 packages from a trusted source, as you would a shared library.
@@ -53,6 +62,63 @@ ANIMATION_SUFFIXES = (".gif", ".mp4")
 VIEW_SIDE = 256  # default --upscale: grid cells and frames at least this many pixels across
 MAX_UPSCALE = 64  # a 4x4 image shown 256 px across needs 64
 MAX_WALKS = 256  # a 16x16 grid of walks
+DEFAULT_CLASS_COLUMNS = 8  # latents per class row of a several-class grid when --num is not given
+ALL_CLASSES = "all"
+
+
+def class_choice(text: str) -> str | list[int]:
+    """--class: 'all', one class index, or a list of indices and ranges ('0,3,7', '0-4'),
+    checked against the generator's classes once it is open (`resolve_classes`)."""
+    if text.strip() == ALL_CLASSES:
+        return ALL_CLASSES
+    classes: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a class index, a range like 0-4, or 'all'"
+            ) from None
+        if low < 0 or high < low:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} must be non-negative and ascending")
+        if len(classes) + high - low + 1 > MAX_CLASSES:  # the export contract's limit
+            raise argparse.ArgumentTypeError(f"{text!r} names more than {MAX_CLASSES:,} classes")
+        classes.extend(range(low, high + 1))
+    if len(set(classes)) != len(classes):
+        raise argparse.ArgumentTypeError(f"{text!r} names a class twice")
+    return classes
+
+
+def resolve_classes(
+    choice: str | list[int] | None, num_classes: int, network: object
+) -> list[int] | None:
+    """The classes to draw: None for an unconditional generator without --class; a
+    `UserError` for --class on an unconditional generator, a conditional one without --class,
+    or a class out of range."""
+    if choice is None:
+        if num_classes:
+            raise UserError(
+                f"--network {network} is a class-conditional generator ({num_classes} classes, "
+                f"0-{num_classes - 1}): give --class K, a list such as 0,3,7, or all (one row "
+                "per class)"
+            )
+        return None
+    if not num_classes:
+        raise UserError(
+            f"--class: --network {network} is an unconditional generator; it takes no class"
+        )
+    if choice == ALL_CLASSES:
+        return list(range(num_classes))
+    assert isinstance(choice, list)
+    bad = [c for c in choice if c >= num_classes]
+    if bad:
+        raise UserError(
+            f"--class {bad[0]} is out of range: the generator has {num_classes} classes "
+            f"(0-{num_classes - 1})"
+        )
+    return choice
 
 
 def upscale_factor(text: str) -> int | str:
@@ -119,6 +185,15 @@ def parser() -> argparse.ArgumentParser:
         "--seeds", metavar="LIST", help="one image per seed, e.g. 0-7,42 (files named seed0042.png)"
     )
     p.add_argument("--seed", type=int, default=0, help="latent seed with --num (default 0)")
+    p.add_argument(
+        "--class",
+        dest="classes",
+        type=class_choice,
+        metavar="K|LIST|all",
+        help="class-conditional generators (required there): one class K for every image, or "
+        "a list (0,3,7 or 0-4) or all: one grid row per class, the same latents (--seeds or "
+        f"--num, default {DEFAULT_CLASS_COLUMNS}) as its columns; files classK-seedS.png",
+    )
     add_device(p)
     p.add_argument(
         "--provider",
@@ -226,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from progan_dsl.generate import media
     from progan_dsl.generate.latents import interpolate, latents, latents_for_seeds, seed_list
     from progan_dsl.generate.ort import provider_note
-    from progan_dsl.generate.sampler import OnnxSampler, open_sampler
+    from progan_dsl.generate.sampler import OnnxSampler, class_labels, open_sampler
     from progan_dsl.images import image_grid, to_uint8, write_png
 
     interpolating = args.interpolate is not None
@@ -248,6 +323,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = provider_note(sampler.generator.providers)
         if note and not args.quiet:
             say(note)
+    classes = resolve_classes(args.classes, sampler.num_classes, args.network)
+    rows = classes if classes is not None and len(classes) > 1 else None  # one row per class
+    if rows is not None and interpolating:
+        raise UserError(
+            f"--class {','.join(map(str, rows))}: a latent walk draws one class; give --class K"
+        )
+    if rows is not None and args.cols is not None:
+        raise UserError(
+            "--cols: a grid of several classes has one row per class and one column per latent"
+        )
     if args.seeds is not None:
         seeds = seed_list(args.seeds)
         if len(seeds) % walks:
@@ -258,29 +343,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         z = latents_for_seeds(seeds, sampler.latent_size)
         names = [f"seed{s:04d}" for s in seeds]
     else:
-        n = (args.num or (DEFAULT_KEYS if interpolating else DEFAULT_NUM)) * walks
+        default = DEFAULT_CLASS_COLUMNS if rows else DEFAULT_NUM
+        n = (args.num or (DEFAULT_KEYS if interpolating else default)) * walks
         z = latents(n, sampler.latent_size, args.seed)
         names = [f"img{i:06d}" for i in range(n)]
     if interpolating:  # walk i goes through key latents i * keys ... (i + 1) * keys - 1
         z = np.concatenate(
             [interpolate(keys, args.interpolate, args.interpolation) for keys in np.split(z, walks)]
         )
+    cols = args.cols
+    labels = None
+    if classes is not None:  # row r of a several-class grid: class rows[r], the latents z
+        index = np.repeat(classes, len(z))
+        names = [f"class{c}-{name}" for c in classes for name in names]
+        cols = len(z) if rows else cols
+        z = np.tile(z, (len(classes), 1))
+        labels = class_labels(index, len(z), sampler.num_classes)
     factor = resolve_upscale(args.upscale, kind, sampler.height, sampler.width)
     images = np.concatenate(
-        list(map(to_uint8, sampler.iter_sample(z)))
+        list(map(to_uint8, sampler.iter_sample(z, labels)))
         or [np.zeros((0, sampler.channels, sampler.height, sampler.width), np.uint8)]
     )
     if interpolating:
         frames = images.reshape(walks, -1, *images.shape[1:])  # [walks, T, C, H, W]
-        images = walk_frames(frames, factor, args.cols)
+        images = walk_frames(frames, factor, cols)
         names = [f"frame{i:06d}" for i in range(len(images))]
     else:
         images = enlarge(images, factor)
     what = f"{len(images)} {'frames' if interpolating else 'images'}"
     if walks > 1:
         what += f" of {walks} walks"
+    if rows:
+        what += f" of classes {','.join(map(str, rows))}, one row per class,"
+    elif classes is not None:
+        what += f" of class {classes[0]}"
     if kind == "grid":
-        path = write_png(args.out, image_grid(images, args.cols))
+        path = write_png(args.out, image_grid(images, cols))
         done = f"wrote {path} ({what} in a grid)"
     elif kind == "animation":
         path = media.write_animation(images, args.out, args.fps)

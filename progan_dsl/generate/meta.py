@@ -12,7 +12,9 @@ channels, latent_size, precision, batch, fused_scale, plus the notes below). `nu
 `inputs` came later: a file without them is an unconditional generator taking `z` alone.
 
 Conditioning (`num_classes` > 0): the generator takes a second input `labels`, float32 one-hot
-[N, num_classes] (`LABELS_INPUT`), after `z`. Imports nothing heavier than the standard library.
+[N, num_classes] (`LABELS_INPUT`), after `z`. The names come from the network's signature
+(`exported_ports`: its inputs other than alpha, in call order); `expected_inputs` is what that
+signature must be for a file to be read. Imports nothing heavier than the standard library.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from progan_dsl.errors import UserError
 if TYPE_CHECKING:
     from progan_dsl.compiler import Program
     from progan_dsl.ir import Stage
+    from progan_dsl.ir.types import Port, Signature
 
 LATENT_INPUT = "z"
 LABELS_INPUT = "labels"  # float32 one-hot [N, num_classes] of a conditional generator
@@ -164,6 +167,11 @@ class GeneratorMeta:
             "output_range": OUTPUT_RANGE,
             "spec_yaml": program.loaded.standalone_text(),
         }
+        num_classes = program.num_classes
+        if num_classes:
+            notes["labels"] = (
+                f"{LABELS_INPUT}: float32 one-hot [N, {num_classes}], row i the class of image i"
+            )
         notes.update({key: str(value) for key, value in (extra or {}).items()})
         return cls(
             spec_name=program.spec.name,
@@ -177,9 +185,19 @@ class GeneratorMeta:
             precision=precision,
             batch=None if batch == DYNAMIC else int(batch),
             fused_scale=bool(program.fused),
+            num_classes=num_classes,
+            inputs=tuple(port.name for port in exported_ports(program.signature("G", stage))),
             device=device,
             notes=notes,
         )
+
+
+def exported_ports(signature: Signature) -> tuple[Port, ...]:
+    """The inputs of an exported generator, in call order: the signature's inputs other than
+    alpha (an export is a stable stage, which ignores it)."""
+    from progan_dsl.ir.types import PortRole  # here: readers of files need no IR
+
+    return tuple(port for port in signature.inputs if port.role != PortRole.ALPHA)
 
 
 def expected_inputs(num_classes: int) -> tuple[str, ...]:
@@ -294,5 +312,6 @@ __all__ = [
     "GeneratorMeta",
     "check_int",
     "expected_inputs",
+    "exported_ports",
     "is_generator_meta",
 ]

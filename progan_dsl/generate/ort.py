@@ -159,6 +159,8 @@ class Signature:
     latent_size: int
     fixed_batch: int | None  # None: any batch size
     image_shape: tuple[int, int, int]  # [C, H, W]
+    labels_name: str | None = None  # a conditional generator's second input
+    num_classes: int = 0  # 0: unconditional
 
 
 _FLOATS = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -176,10 +178,11 @@ def check_signature(
     meta: GeneratorMeta | None,
     source: str,
 ) -> Signature:
-    """Check a generator file's graph before it runs: input `z` float [N, latent], output
-    `images` float [N, C, H, W], static dims agreeing with the metadata (when the file has
-    progan-export metadata) or, for a file without it, static and within the metadata bounds.
-    Raises a `UserError` naming the file and what was expected."""
+    """Check a generator file's graph before it runs: input `z` float [N, latent] (and, for a
+    conditional generator, `labels` float32 [N, num_classes]), output `images` float
+    [N, C, H, W], static dims agreeing with the metadata (when the file has progan-export
+    metadata) or, for a file without it, static and within the metadata bounds (such a file
+    takes `z` alone). Raises a `UserError` naming the file and what was expected."""
 
     def fail(what: str, expected: str) -> UserError:
         return UserError(f"{source}: {what}; expected {expected} (not a generator file?)")
@@ -194,14 +197,6 @@ def check_signature(
     ):
         expected = ", ".join(want_inputs) if want_inputs else "one input z"
         raise fail(f"its inputs are {', '.join(names) or 'none'}", f"the inputs {expected}")
-    if meta is not None and meta.num_classes:
-        labels = inputs[1]
-        if labels.type != "tensor(float)" or _dims(labels)[1:] != [meta.num_classes]:
-            raise fail(f"input {described(labels)}", f"float32 one-hot [N, {meta.num_classes}]")
-        raise UserError(
-            f"{source}: a conditional generator ({meta.num_classes} classes, input labels); "
-            "this version draws from unconditional generators only"
-        )
     z = inputs[0]
     dims = _dims(z)
     if z.type not in _FLOATS or len(z.shape) != 2:
@@ -217,6 +212,16 @@ def check_signature(
     if meta is not None and batch != meta.batch:
         want = "a dynamic batch" if meta.batch is None else f"batch {meta.batch}"
         raise fail(f"input {described(z)}", f"{want} (metadata batch)")
+    labels_name = None
+    if meta is not None and meta.num_classes:
+        labels = inputs[1]
+        if labels.type != "tensor(float)" or _dims(labels) != [batch, meta.num_classes]:
+            rows = batch or "N"
+            raise fail(
+                f"input {described(labels)}",
+                f"float32 one-hot [{rows}, {meta.num_classes}] (metadata num_classes)",
+            )
+        labels_name = labels.name
 
     if len(outputs) != 1:
         raise fail(f"it has {len(outputs)} outputs", f"one output {OUTPUT_NAME}")
@@ -254,6 +259,8 @@ def check_signature(
         latent_size=latent,
         fixed_batch=batch,
         image_shape=image_shape,
+        labels_name=labels_name,
+        num_classes=meta.num_classes if meta is not None else 0,
     )
 
 
@@ -292,6 +299,21 @@ class OnnxGenerator:
         self.fixed_batch = self.signature.fixed_batch
         self.latent_size = self.signature.latent_size
         self.image_shape = self.signature.image_shape  # [C, H, W]
+        self.num_classes = self.signature.num_classes
+
+    def feed(self, z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The session's inputs by name: z in the file's input dtype, labels (a conditional
+        file only; `Sampler` checks them) float32."""
+        feed: dict[str, np.ndarray] = {
+            self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)
+        }
+        if self.signature.labels_name is not None:
+            if labels is None:
+                raise UserError(f"{self.source}: a conditional generator needs labels")
+            feed[self.signature.labels_name] = np.ascontiguousarray(labels, dtype=np.float32)
+        elif labels is not None:
+            raise UserError(f"{self.source}: an unconditional generator takes no labels")
+        return feed
 
     def check_output(self, images: np.ndarray, n: int) -> np.ndarray:
         """`images` if they are [n, C, H, W] of the signature, else a `UserError`."""
@@ -311,23 +333,23 @@ class OnnxGenerator:
     def on_gpu(self) -> bool:
         return self.providers[0] != CPU
 
-    def run_on_device(self, z: np.ndarray) -> ort.OrtValue:
+    def run_on_device(self, z: np.ndarray, labels: np.ndarray | None = None) -> ort.OrtValue:
         """Images as an OrtValue in the session's device memory (IO binding)."""
         binding = self.session.io_binding()
-        binding.bind_cpu_input(self.input_name, np.ascontiguousarray(z, dtype=self.input_dtype))
+        for name, value in self.feed(z, labels).items():
+            binding.bind_cpu_input(name, value)
         binding.bind_output(self.output_name, self.device_type, self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
-    def run(self, z: np.ndarray) -> np.ndarray:
-        """Images [N, C, H, W] as a float32 host array for latents z [N, latent_size]."""
+    def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Images [N, C, H, W] as a float32 host array for latents z [N, latent_size] (and
+        one-hot labels [N, num_classes] for a conditional file)."""
+        feed = self.feed(z, labels)
         try:
             if self.on_gpu:
-                images = np.asarray(self.run_on_device(z).numpy(), dtype=np.float32)
+                images = np.asarray(self.run_on_device(z, labels).numpy(), dtype=np.float32)
             else:
-                feed: dict[str, np.ndarray] = {
-                    self.input_name: np.ascontiguousarray(z, dtype=self.input_dtype)
-                }
                 out = self.session.run([self.output_name], feed)[0]
                 images = np.asarray(out, dtype=np.float32)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises several types for a bad graph

@@ -13,6 +13,18 @@ file, an exported `.onnx` file or an AOTInductor `.pt2` package:
     fakes = sampler.sample_uint8(1000, seed=0)              # uint8 [N, C, H, W]
     for batch in sampler.iter_uint8(10_000, seed=0): ...    # the same images, batch by batch
 
+Class-conditional generators (`sampler.num_classes` > 0; 0 for an unconditional one) take one-hot
+labels beside the latents, float32 [N, num_classes], row i the class of image i:
+
+    images = sampler.sample(z, labels=class_labels(3, len(z), sampler.num_classes))
+    fakes = sampler.sample_uint8(100, seed=0, classes=3)            # 100 images of class 3
+    fakes = sampler.sample_uint8(3, seed=0, classes=[0, 3, 7])      # one class per image
+
+Labels are required for a conditional generator and refused for an unconditional one (a
+`UserError` either way): no class is ever made up. The torch sampler binds z and labels to the
+module's arguments by role through its signature (`Program.signature`); an exported file by
+the input names its metadata lists.
+
 `sample` returns the generator's raw output (nominally [-1, 1] like the training data, not
 clipped); the uint8 forms go through `progan_dsl.images.to_uint8`.
 
@@ -26,7 +38,7 @@ Modules and inputs are channels_last where that wins (`CHANNELS_LAST`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +47,7 @@ import numpy as np
 from progan_dsl.errors import UserError
 from progan_dsl.generate.aoti_package import check_archive, load_aoti, packaged_metadata
 from progan_dsl.generate.latents import latents
-from progan_dsl.generate.meta import GeneratorMeta
+from progan_dsl.generate.meta import LABELS_INPUT, LATENT_INPUT, GeneratorMeta
 
 if TYPE_CHECKING:  # imported when used: `--help` and onnx-only use need no torch
     from progan_dsl.generate.stable import StableGenerator
@@ -49,11 +61,37 @@ TORCH_BACKENDS = ("eager", "compile", "cudagraphs")
 CHANNELS_LAST = {"cuda": True, "cpu": True}
 
 
+Classes = int | Sequence[int] | np.ndarray  # one class for every image, or one per image
+
+
+def class_labels(classes: Classes, n: int, num_classes: int) -> np.ndarray:
+    """One-hot labels float32 [n, num_classes] for `classes`: one class index for all n images
+    or n indices, each in 0..num_classes-1 (else a `UserError`)."""
+    if not num_classes:
+        raise UserError("an unconditional generator takes no classes")
+    index = np.asarray(classes)
+    if index.ndim == 0:
+        index = np.full(n, index)
+    if index.ndim != 1 or len(index) != n or not np.issubdtype(index.dtype, np.integer):
+        raise UserError(f"classes must be one class or {n} class indices, got {index.shape}")
+    bad = index[(index < 0) | (index >= num_classes)]
+    if len(bad):
+        raise UserError(
+            f"class {int(bad[0])} is out of range: the generator has {num_classes} classes "
+            f"(0-{num_classes - 1})"
+        )
+    labels = np.zeros((n, num_classes), np.float32)
+    labels[np.arange(n), index] = 1.0
+    return labels
+
+
 class Sampler(ABC):
-    """A finished generator: latents in, images out, in batches of `batch_size`."""
+    """A finished generator: latents (and labels, when conditional) in, images out, in batches
+    of `batch_size`."""
 
     backend: str
     latent_size: int
+    num_classes: int = 0  # 0: unconditional; else labels float32 one-hot [N, num_classes]
     resolution: int  # longer side of the images
     channels: int
     height: int
@@ -63,46 +101,82 @@ class Sampler(ABC):
     description: str  # where the generator came from, for printed summaries
 
     @abstractmethod
-    def _forward(self, z: np.ndarray) -> np.ndarray:
-        """One batch: float32 [n, latent] -> float32 [n, C, H, W] on the host."""
+    def _forward(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """One batch: float32 [n, latent] (and labels float32 [n, num_classes] or None) ->
+        float32 [n, C, H, W] on the host."""
 
-    def iter_sample(self, z: np.ndarray) -> Iterator[np.ndarray]:
-        """Images float32 [b, C, H, W] for z [N, latent], one forward pass (b <= batch) at a
-        time."""
+    def check_labels(self, labels: np.ndarray | None, n: int) -> np.ndarray | None:
+        """`labels` as float32 [n, num_classes] for a conditional generator, None for an
+        unconditional one; a `UserError` for a missing, unwanted or misshapen array."""
+        if not self.num_classes:
+            if labels is not None:
+                raise UserError(
+                    f"{self.description}: an unconditional generator takes no labels (classes)"
+                )
+            return None
+        if labels is None:
+            raise UserError(
+                f"{self.description}: a class-conditional generator ({self.num_classes} "
+                "classes) needs labels: one class per image"
+            )
+        labels = np.asarray(labels, dtype=np.float32)
+        if labels.shape != (n, self.num_classes):
+            raise UserError(
+                f"labels must be one-hot [{n}, {self.num_classes}], got {list(labels.shape)}"
+            )
+        return labels
+
+    def iter_sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Images float32 [b, C, H, W] for z [N, latent] (and labels [N, num_classes] of a
+        conditional generator), one forward pass (b <= batch) at a time."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise UserError(f"latents must be [N, {self.latent_size}], got {list(z.shape)}")
+        labels = self.check_labels(labels, len(z))
         step = self.fixed_batch or self.batch_size
         for start in range(0, len(z), step):
             chunk = z[start : start + step]
+            rows = None if labels is None else labels[start : start + step]
             count = len(chunk)
             if self.fixed_batch and count < step:  # pad; zero latents are harmless (0 / sqrt(eps))
-                chunk = np.concatenate(
-                    [chunk, np.zeros((step - count, self.latent_size), np.float32)]
-                )
-            yield self._forward(chunk)[:count]
+                chunk = _pad(chunk, step)
+                rows = None if rows is None else _pad(rows, step)
+            yield self._forward(chunk, rows)[:count]
 
-    def sample(self, z: np.ndarray) -> np.ndarray:
-        """Images float32 [N, C, H, W] (nominal range [-1, 1], not clipped) for z [N, latent]."""
-        parts = list(self.iter_sample(z))
+    def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Images float32 [N, C, H, W] (nominal range [-1, 1], not clipped) for z [N, latent]
+        (and one-hot labels [N, num_classes] of a conditional generator)."""
+        parts = list(self.iter_sample(z, labels))
         if not parts:
             return np.zeros((0, self.channels, self.height, self.width), np.float32)
         return np.concatenate(parts)
 
-    def iter_uint8(self, n: int, seed: int) -> Iterator[np.ndarray]:
+    def labels_for(self, classes: Classes | None, n: int) -> np.ndarray | None:
+        """One-hot labels of `classes` for n images (None stays None: `check_labels` then says
+        what a conditional generator needs)."""
+        return None if classes is None else class_labels(classes, n, self.num_classes)
+
+    def iter_uint8(self, n: int, seed: int, classes: Classes | None = None) -> Iterator[np.ndarray]:
         """The n images of a seed as uint8 batches [b, C, H, W], for sets too large to hold at
-        once (10k images at 1024x1024 are 126 GB as float32, 31 GB as uint8)."""
+        once (10k images at 1024x1024 are 126 GB as float32, 31 GB as uint8). `classes`: a
+        conditional generator's class for every image, or one per image (`class_labels`)."""
         from progan_dsl.images import to_uint8  # torch: imported when images are made
 
-        for batch in self.iter_sample(latents(n, self.latent_size, seed)):
+        labels = self.labels_for(classes, n)
+        for batch in self.iter_sample(latents(n, self.latent_size, seed), labels):
             yield to_uint8(batch)
 
-    def sample_uint8(self, n: int, seed: int) -> np.ndarray:
+    def sample_uint8(self, n: int, seed: int, classes: Classes | None = None) -> np.ndarray:
         """The n images of a seed as uint8 [n, C, H, W] (the concatenated `iter_uint8`)."""
-        parts = list(self.iter_uint8(n, seed))
+        parts = list(self.iter_uint8(n, seed, classes))
         if not parts:
             return np.zeros((0, self.channels, self.height, self.width), np.uint8)
         return np.concatenate(parts)
+
+
+def _pad(rows: np.ndarray, size: int) -> np.ndarray:
+    """`rows` padded with zero rows to `size` (a fixed-batch pass; the padding is dropped)."""
+    return np.concatenate([rows, np.zeros((size - len(rows), *rows.shape[1:]), rows.dtype)])
 
 
 class CudaGraphRunner:
@@ -113,27 +187,29 @@ class CudaGraphRunner:
         self.module, self.warmup = module, warmup
         self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 
-    def _capture(self, z: Any) -> tuple[Any, Any, Any]:
+    def _capture(self, args: tuple[Any, ...]) -> tuple[Any, Any, Any]:
         import torch
 
-        static_in = z.clone()
+        static_in = tuple(a if a is None else a.clone() for a in args)  # None: alpha unused
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():
             for _ in range(self.warmup):  # cuDNN picks its algorithms outside the capture
-                self.module(static_in)
+                self.module(*static_in)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph):
-            static_out = self.module(static_in)
+            static_out = self.module(*static_in)
         return graph, static_in, static_out
 
-    def __call__(self, z: Any) -> Any:
-        key = (tuple(z.shape), z.dtype, z.device)
+    def __call__(self, *args: Any) -> Any:
+        key = tuple(None if a is None else (tuple(a.shape), a.dtype, a.device) for a in args)
         if key not in self.graphs:
-            self.graphs[key] = self._capture(z)
+            self.graphs[key] = self._capture(args)
         graph, static_in, static_out = self.graphs[key]
-        static_in.copy_(z)
+        for static, arg in zip(static_in, args, strict=True):
+            if static is not None:
+                static.copy_(arg)
         graph.replay()
         return static_out
 
@@ -186,7 +262,9 @@ class TorchSampler(Sampler):
         self.run = torch_runner(self.G, torch_backend, self.device, compile_backend)
         self.torch_backend = torch_backend
         arch = generator.program.spec.architecture
+        self.signature = generator.program.signature("G", generator.stage)
         self.latent_size = arch.latent_size
+        self.num_classes = generator.program.num_classes
         self.resolution = generator.stage.resolution
         self.channels = arch.image_channels
         self.height, self.width = arch.spatial(generator.stage.resolution)
@@ -198,11 +276,17 @@ class TorchSampler(Sampler):
             f"{generator.images_trained:,} images trained, {torch_backend})"
         )
 
-    def _forward(self, z: np.ndarray) -> np.ndarray:
+    def _forward(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch
 
+        from progan_dsl.ir.types import PortRole
+
+        values = {PortRole.LATENT: torch.from_numpy(z).to(self.device)}
+        if labels is not None:
+            values[PortRole.LABELS] = torch.from_numpy(labels).to(self.device)
         with torch.inference_mode():
-            images = self.run(torch.from_numpy(z).to(self.device))
+            result = self.run(*self.signature.args(values))
+            images = self.signature.results(result)[PortRole.IMAGE]
         return images.float().cpu().numpy()
 
 
@@ -226,16 +310,21 @@ class AotiSampler(Sampler):
         self.meta = GeneratorMeta.from_props(self.metadata, source=path)
         self.device = torch.device(self.meta.device or "cpu")
         self.latent_size, self.channels = self.meta.latent_size, self.meta.channels
+        self.num_classes = self.meta.num_classes
         self.height, self.width = self.meta.height, self.meta.width
         self.resolution = self.meta.resolution
         self.batch_size, self.fixed_batch = batch_size, self.meta.batch
         self.description = f"{path} (AOTInductor, {self.device.type}, {self.meta.precision})"
 
-    def _forward(self, z: np.ndarray) -> np.ndarray:
+    def _forward(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch
 
+        given = {LATENT_INPUT: z}  # the package's inputs, by the names its metadata lists
+        if labels is not None:
+            given[LABELS_INPUT] = labels
+        args = [torch.from_numpy(given[name]).to(self.device) for name in self.meta.inputs]
         with torch.inference_mode():
-            images = self.G(torch.from_numpy(z).to(self.device))
+            images = self.G(*args)
         out = images.float().cpu().numpy()
         want = (len(z), *self.meta.image_shape)
         if tuple(out.shape) != want:
@@ -264,6 +353,7 @@ class OnnxSampler(Sampler):
         self.generator = OnnxGenerator(model, device=device or _default_device(), provider=provider)
         self.meta = self.generator.meta  # None: a generator file without progan-export metadata
         self.latent_size = self.generator.latent_size
+        self.num_classes = self.generator.num_classes
         self.channels, self.height, self.width = self.generator.image_shape
         self.resolution = max(self.height, self.width)
         self.batch_size, self.fixed_batch = batch_size, self.generator.fixed_batch
@@ -271,8 +361,8 @@ class OnnxSampler(Sampler):
         where = model if not isinstance(model, bytes) else "<in memory>"
         self.description = f"{where} ({' > '.join(self.generator.providers)})"
 
-    def _forward(self, z: np.ndarray) -> np.ndarray:
-        return self.generator.run(z)
+    def _forward(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        return self.generator.run(z, labels)
 
 
 def _default_device() -> str:
@@ -330,6 +420,7 @@ __all__ = [
     "OnnxSampler",
     "Sampler",
     "TorchSampler",
+    "class_labels",
     "is_aoti",
     "is_onnx",
     "load_aoti",

@@ -8,6 +8,11 @@ generator came from (`progan_dsl.metrics.runlog`). Progress goes to stderr
 `load_fake_images` (one function, so new generator sources plug in there) and real images from
 `load_real_images`. Errors the user can fix are `UserError`s, which `progan_dsl.cli` prints
 without a traceback (exit 2).
+
+A class-conditional generator is scored on classes drawn from the seed (`fake_classes`): in the
+dataset's class distribution when `--data` has labels (`random_labels`, the official
+`get_random_labels_tf`, as training draws them), uniformly when no dataset labels are at hand
+(no `--data`, or a dataset made without `--labels`). A note says which.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from progan_dsl.metrics.runlog import append_record, metrics_record, run_folder_
 from progan_dsl.paper import MSSSIM_PAIRS as NUM_PAIRS
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 DEFAULT_METRICS = "swd,msssim"
@@ -164,6 +170,33 @@ class Fakes:
     images: torch.Tensor  # uint8 [N, C, H, W]
     images_trained: int | None  # of the generator, when it came from a checkpoint
     checkpoint: Path | None
+    note: str | None = None  # how a conditional generator's classes were drawn
+
+
+def fake_classes(data: Path | None, num_classes: int, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """n class indices for a conditional generator with `num_classes` classes, from `seed`,
+    and a note saying how they were drawn: in the class distribution of the dataset `data`
+    when it has labels (`random_labels`), else uniformly. A dataset with another number of
+    classes is a `UserError`."""
+    import torch
+
+    from progan_dsl.data.dataset import ImageDataset
+    from progan_dsl.data.labels import random_labels
+
+    generator = torch.Generator().manual_seed(seed)
+    dataset = ImageDataset(data) if data is not None else None
+    if dataset is not None and dataset.num_classes:
+        if dataset.num_classes != num_classes:
+            raise UserError(
+                f"--data {data} has {dataset.num_classes} classes, the generator "
+                f"{num_classes}; score a generator against the dataset it was trained on"
+            )
+        classes = random_labels(dataset, n, generator).argmax(1).numpy()
+        how = f"in the class distribution of {data}"
+    else:
+        classes = torch.randint(0, num_classes, (n,), generator=generator).numpy()
+        how = "uniformly: " + ("no --data" if dataset is None else f"{data} has no labels")
+    return classes, f"classes of the generated images drawn {how} ({num_classes} classes)"
 
 
 def load_fake_images(args: argparse.Namespace, num: int) -> Fakes:
@@ -184,17 +217,24 @@ def load_fake_images(args: argparse.Namespace, num: int) -> Fakes:
     sampler = open_sampler(
         args.network, device=args.device, resolution=resolution, batch_size=args.batch
     )
+    classes, note = None, None
+    if sampler.num_classes:
+        classes, note = fake_classes(args.data, sampler.num_classes, num, args.seed)
     per_pass = sampler.fixed_batch or sampler.batch_size
     sizes = (min(per_pass, num - start) for start in range(0, num, per_pass))
     batches = bar(
-        sampler.iter_uint8(num, args.seed), total=num, desc="generating", unit="img", sizes=sizes
+        sampler.iter_uint8(num, args.seed, classes),
+        total=num,
+        desc="generating",
+        unit="img",
+        sizes=sizes,
     )
     parts = list(batches)
     shape = (0, sampler.channels, sampler.height, sampler.width)
     images = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(shape, np.uint8))
     if isinstance(sampler, TorchSampler):
-        return Fakes(images, sampler.generator.images_trained, sampler.generator.path)
-    return Fakes(images, None, None)
+        return Fakes(images, sampler.generator.images_trained, sampler.generator.path, note)
+    return Fakes(images, None, None, note)
 
 
 def _fake_label(args: argparse.Namespace) -> str:
@@ -350,6 +390,8 @@ def _main(args: argparse.Namespace, jobs: list[Job], device: torch.device) -> in
         last_real = real
     results = {key: value for d in done for key, value in d.values.items()}
     notes = list(dict.fromkeys(note for d in done for note in d.notes))
+    if fakes.note is not None:
+        notes.append(fakes.note)
 
     if not args.quiet:
         real_note = "none" if last_real is None else f"{args.data}: {_shape(last_real)}"

@@ -20,8 +20,10 @@ from onnx import TensorProto, helper
 from progan_dsl.cli import generate_main, metrics_main
 from progan_dsl.errors import UserError
 from progan_dsl.generate import aoti_package
+from progan_dsl.generate.latents import latents
 from progan_dsl.generate.meta import MAX_LATENT_SIZE, MAX_SIDE, GeneratorMeta
-from progan_dsl.generate.sampler import open_sampler
+from progan_dsl.generate.sampler import class_labels, open_sampler
+from progan_dsl.images import to_uint8
 from tests.generate.test_generate_runtime import reshape_meta
 
 # The metadata keys and values of an export written before `num_classes` and `inputs` existed
@@ -335,14 +337,25 @@ def test_a_graph_that_fails_while_running_is_one_error(tmp_path: Path) -> None:
         sampler.sample(np.zeros((2, 12), np.float32))
 
 
-def test_a_conditional_generator_is_refused_clearly(tmp_path: Path) -> None:
-    def conditional(path: Path, labels_type: int) -> Path:
+def test_a_conditional_generator_file_is_fed_its_labels_by_name(tmp_path: Path) -> None:
+    def conditional(path: Path, labels_type: int, classes: int = 10) -> Path:
+        # images = reshape(z + labels @ W), row c of W all c: class c adds c to every pixel
+        # (a file whose labels input is misdeclared ignores it: the check comes first)
+        uses_labels = labels_type == TensorProto.FLOAT and classes == 10
         z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 12])
-        labels = helper.make_tensor_value_info("labels", labels_type, ["batch", 10])
+        labels = helper.make_tensor_value_info("labels", labels_type, ["batch", classes])
         images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 2, 2])
         shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 3, 2, 2])
-        node = helper.make_node("Reshape", ["z", "shape"], ["images"])
-        graph = helper.make_graph([node], "g", [z, labels], [images], [shape])
+        weights = np.repeat(np.arange(10, dtype=np.float32)[:, None], 12, axis=1)
+        w = helper.make_tensor("w", TensorProto.FLOAT, [10, 12], weights.ravel().tolist())
+        nodes = [
+            helper.make_node("MatMul", ["labels", "w"], ["shift"]),
+            helper.make_node("Add", ["z", "shift"], ["moved"]),
+            helper.make_node("Reshape", ["moved", "shape"], ["images"]),
+        ]
+        if not uses_labels:
+            nodes = [helper.make_node("Reshape", ["z", "shape"], ["images"])]
+        graph = helper.make_graph(nodes, "g", [z, labels], [images], [shape, w])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 8
         meta = reshape_meta(num_classes=10, inputs=("z", "labels"))
@@ -351,10 +364,30 @@ def test_a_conditional_generator_is_refused_clearly(tmp_path: Path) -> None:
         onnx.save(model, str(path))
         return path
 
-    with pytest.raises(UserError, match="unconditional generators only"):
-        open_sampler(conditional(tmp_path / "c.onnx", TensorProto.FLOAT), device="cpu")
+    sampler = open_sampler(conditional(tmp_path / "c.onnx", TensorProto.FLOAT), device="cpu")
+    assert sampler.num_classes == 10
+    z = latents(3, 12, seed=1)
+    got = sampler.sample(z, labels=class_labels([0, 3, 9], 3, 10))
+    want = (z + np.array([0.0, 3.0, 9.0], np.float32)[:, None]).reshape(3, 3, 2, 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # classes as indices: the seed's latents, one class for all or one per image
+    by_seed = sampler.sample_uint8(3, seed=1, classes=[0, 3, 9])
+    np.testing.assert_array_equal(by_seed, to_uint8(want))
+    with pytest.raises(UserError, match=r"a class-conditional generator \(10 classes\) needs"):
+        sampler.sample(z)
+    with pytest.raises(UserError, match=r"labels must be one-hot \[3, 10\], got \[3, 9\]"):
+        sampler.sample(z, labels=np.zeros((3, 9), np.float32))
+    with pytest.raises(UserError, match=r"class 10 is out of range: .* 10 classes \(0-9\)"):
+        sampler.sample_uint8(2, seed=0, classes=10)
     with pytest.raises(UserError, match=r"expected float32 one-hot \[N, 10\]"):
         open_sampler(conditional(tmp_path / "i.onnx", TensorProto.INT64), device="cpu")
+    with pytest.raises(UserError, match=r"'labels' tensor\(float\) \[.N., 9\]; expected"):
+        open_sampler(conditional(tmp_path / "k.onnx", TensorProto.FLOAT, classes=9), device="cpu")
+    unconditional = open_sampler(graph_file(tmp_path / "u.onnx", props=props()), device="cpu")
+    with pytest.raises(UserError, match="an unconditional generator takes no labels"):
+        unconditional.sample(z, labels=class_labels(1, 3, 10))
+    with pytest.raises(UserError, match="an unconditional generator takes no classes"):
+        unconditional.sample_uint8(3, seed=0, classes=1)
     path = graph_file(tmp_path / "z_only.onnx", props=props(num_classes="10", inputs="z,labels"))
     with pytest.raises(UserError, match="its inputs are z; expected the inputs z, labels"):
         open_sampler(path, device="cpu")

@@ -239,3 +239,92 @@ def test_png_modes_and_mismatches(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(deep / "a.png")  # 16-bit gray
     with pytest.raises(UserError, match="only 8-bit"):
         load_image_source(deep)
+
+
+# ---- class-conditional generators -------------------------------------------------------------
+
+SKEWED = [1] * 9 + [30]  # images per class of the labelled dataset: class 9 holds 30 of 39
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16x16 RGB dataset with labels from 10 class folders (counts SKEWED)."""
+    root = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(0)
+    for k, count in enumerate(SKEWED):
+        (root / "src" / f"c{k}").mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "src" / f"c{k}" / f"{i}.png")
+    out = root / "ds"
+    create_dataset(
+        CreateOptions(source=str(root / "src"), out=out, resolution=16, labels=True, progress=False)
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.generate.conditional import write_conditional_run
+
+    folder = tmp_path_factory.mktemp("cond") / "00000-tiny_conditional"
+    write_conditional_run(folder)
+    return folder
+
+
+def test_classes_follow_the_dataset_or_are_uniform(labelled: Path, dataset: Path) -> None:
+    from progan_dsl.data import ImageDataset
+    from progan_dsl.data.labels import random_labels
+    from progan_dsl.metrics.cli import fake_classes
+
+    assert ImageDataset(labelled).class_counts.tolist() == SKEWED
+    classes, note = fake_classes(labelled, 10, 400, seed=3)
+    counts = np.bincount(classes, minlength=10)
+    assert 0.65 < counts[9] / 400 < 0.9  # 30 / 39 = 0.77 of the dataset is class 9
+    assert counts[:9].max() < 25  # 1 / 39 each: about 10 of 400
+    assert f"drawn in the class distribution of {labelled} (10 classes)" in note
+    # the official recipe (random_labels) from a generator seeded with --seed; the same again
+    official = random_labels(ImageDataset(labelled), 400, torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(classes, official.argmax(1).numpy())
+    np.testing.assert_array_equal(fake_classes(labelled, 10, 400, seed=3)[0], classes)
+
+    uniform, note = fake_classes(None, 10, 400, seed=3)
+    counts = np.bincount(uniform, minlength=10)
+    assert counts.min() > 20 and counts.max() < 60  # 40 each expected
+    assert note.endswith("drawn uniformly: no --data (10 classes)")
+    assert f"uniformly: {dataset} has no labels" in fake_classes(dataset, 10, 8, seed=0)[1]
+    with pytest.raises(UserError, match=r"has 10 classes, the generator 4; score a generator"):
+        fake_classes(labelled, 4, 8, seed=0)
+
+
+def test_conditional_network_is_scored_on_dataset_classes(
+    labelled: Path, conditional_run: Path, tmp_path: Path
+) -> None:
+    from progan_dsl.data import ImageDataset
+    from progan_dsl.generate.sampler import open_sampler
+    from progan_dsl.metrics.cli import fake_classes
+    from progan_dsl.metrics.images import subset_indices
+
+    report = tmp_path / "m.json"
+    argv = ["--data", str(labelled), "--network", str(conditional_run), "--metrics", "swd"]
+    argv += ["--num", "16", "--seed", "5", "--no-log", "--quiet", "--json", str(report)]
+    assert metrics_main(argv) == 0
+    data = json.loads(report.read_text())
+    assert any("in the class distribution of" in note for note in data["notes"])
+    # the value is SWD against the generator's images of the dataset-distributed classes
+    classes, _ = fake_classes(labelled, 10, 16, seed=5)
+    sampler = open_sampler(conditional_run, device="cpu")
+    fakes = torch.from_numpy(sampler.sample_uint8(16, seed=5, classes=classes))
+    level = ImageDataset(labelled).images(16)
+    real = torch.from_numpy(np.asarray(level[subset_indices(39, 16)]))
+    want = sliced_wasserstein(real, fakes, seed=5)  # --seed seeds the metric too
+    assert data["metrics"]["swd_avg"] == pytest.approx(want.average)
+
+
+def test_conditional_network_without_data_draws_uniform_classes(
+    conditional_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--network", str(conditional_run), "--metrics", "msssim", "--num", "8"]
+    assert metrics_main([*argv, "--pairs", "4", "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "note: classes of the generated images drawn uniformly: no --data (10 classes)" in out
