@@ -16,7 +16,7 @@ TORCH_SPEC    ?= torch==$(TORCH_VERSION)
 TORCH_INDEX   ?=
 TORCH_ARGS    := $(strip $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX)) '$(TORCH_SPEC)')
 
-.PHONY: setup demo test lint bench graphviz clean-venv
+.PHONY: setup demo demo-conditional test lint bench graphviz clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) graphviz
 
 demo: setup
-	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --skip-existing
+	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --labels --skip-existing
 	$(VENV)/bin/progan-train specs/mnist_32.yaml --data data/mnist32 --outdir runs --device cpu
+
+# The same digits with their 10 classes: G draws the digit it is asked for.
+demo-conditional: setup
+	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --labels --skip-existing
+	$(VENV)/bin/progan-train specs/mnist_32_conditional.yaml --data data/mnist32 --outdir runs --device cpu
 
 # Two worker processes (pytest-xdist): the suite fits in 5 minutes on 2 cores.
 test: setup

@@ -1,4 +1,4 @@
-"""The device check of issue #15: every CUDA path of progan-dsl exercised and measured in one
+"""The GPU check: every CUDA path of progan-dsl exercised and measured in one
 command (`bash benchmarks/gpu/check.sh`, which calls this), under 8 minutes on an H200.
 
 Steps (`STEPS`, in order), each in its own process with its own time limit, so a step that fails,
@@ -23,7 +23,7 @@ runs; a global deadline (`--total`) shortens later steps when earlier ones ran l
 
 `--quick` runs the same steps CI-sized on whatever is there (tiny specs, one repeat, no C++
 compilation; steps that need CUDA are recorded as "skipped: no CUDA"). Results: gpu_check.json
-(every step's status, seconds and results, and the issue's targets, each with the figure it is
+(every step's status, seconds and results, and the targets, each with the figure it is
 judged on), gpu_check.txt (the tables printed last) and check.log (every step's whole output) in
 `--out` (default: $OUT, else out/gpu/).
 """
@@ -49,7 +49,7 @@ from ..common import format_table, write_json
 
 PACKAGE = __package__.rsplit(".", 1)[0] if __package__ else "benchmarks"  # benchmarks, or renamed
 ROOT = Path(__file__).resolve().parents[2]
-FULL_TOTAL_S = 470  # the whole check, under the issue's 8 minutes
+FULL_TOTAL_S = 470  # the whole check, under 8 minutes
 QUICK_TOTAL_S = 150
 TAIL_LINES = 15  # of a failed step's output, shown on stdout
 PER_TEST_S = 90  # one CUDA test at most (its compiles included)
@@ -75,7 +75,7 @@ STEPS = (
     Step("inference_bench", 135, 60, False, "G inference per backend"),
 )
 
-# The issue's "Done when" figures: (key, what, bound, kind) with kind ">=" or "<".
+# The targets the check measures against: (key, what, bound, kind) with kind ">=" or "<".
 TARGETS = (
     ("train_1024_b16_img_s", "training 1024x1024 batch 16, WGAN-GP every step (img/s)", 80, ">="),
     ("train_1024_b4_img_s", "training 1024x1024 batch 4 (img/s)", 50, ">="),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole device check of issue #15 in one command (docs/gpu-check.md):
+# The whole GPU check in one command (docs/gpu-check.md):
 #
 #   bash benchmarks/gpu/check.sh            on the GPU machine: under 8 minutes on an H200
 #   bash benchmarks/gpu/check.sh --quick    on any CPU, CI-sized (tests/benchmarks runs it)
