@@ -5,7 +5,8 @@ Modules: `stable` (a stable-stage generator from a checkpoint or run folder), `l
 latent recipe shared by every backend, seeds, walks), `meta` (`GeneratorMeta`, the metadata
 contract of exported files), `ort` (onnxruntime sessions for exported files, their signature
 check), `aoti_package` (loading .pt2 packages safely on disk), `sampler` (`open_sampler` ->
-`Sampler` over torch, onnxruntime or AOTInductor), `media` (PNG folders, GIF/MP4), `cli`
+`Sampler` over torch, onnxruntime or AOTInductor; `class_labels` for class-conditional
+generators), `media` (PNG folders, GIF/MP4), `cli`
 (`progan-generate`).
 """
 
@@ -14,6 +15,7 @@ from progan_dsl.lazy import lazy_exports
 _EXPORTS = {
     "Sampler": "progan_dsl.generate.sampler",
     "StableGenerator": "progan_dsl.generate.stable",
+    "class_labels": "progan_dsl.generate.sampler",
     "interpolate": "progan_dsl.generate.latents",
     "latents": "progan_dsl.generate.latents",
     "latents_for_seeds": "progan_dsl.generate.latents",

@@ -107,3 +107,42 @@ def test_cuda_aoti_package_matches_eager(run: Path, tmp_path: Path, precision: s
     z = latents(5, 16, seed=6)
     want = TorchSampler(stable_generator(run), device="cpu").sample(z)
     assert rel(sampler.sample(z), want) < (TF32_REL_L2 if precision == "fp32" else BF16_REL_L2)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.generate.conditional import write_conditional_run
+
+    folder = tmp_path_factory.mktemp("cond") / "00002-tiny_conditional"
+    write_conditional_run(folder)
+    return folder
+
+
+def conditional_samplers(run: Path, device: str, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images of the conditional run by eager and by `backend`: 7 latents, mixed classes."""
+    from progan_dsl.generate.sampler import class_labels
+
+    z = latents(7, 16, seed=8)
+    labels = class_labels([0, 1, 2, 3, 9, 9, 5], 7, 10)
+    eager = TorchSampler(stable_generator(run), device=device, batch_size=4)
+    fast = TorchSampler(
+        stable_generator(run),
+        device=device,
+        batch_size=4,
+        torch_backend=backend,
+        compile_backend="eager" if device == "cpu" else "inductor",
+    )
+    return eager.sample(z, labels), fast.sample(z, labels)
+
+
+def test_compiled_sampler_takes_labels(conditional_run: Path) -> None:
+    torch.set_num_threads(1)
+    want, got = conditional_samplers(conditional_run, "cpu", "compile")
+    assert got.shape == (7, 3, 16, 16) and rel(got, want) < REL_L2
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_graph_sampler_replays_conditional_images(conditional_run: Path) -> None:
+    want, got = conditional_samplers(conditional_run, "cuda", "cudagraphs")  # labels padded too
+    assert got.shape == (7, 3, 16, 16) and rel(got, want) < REL_L2
