@@ -234,11 +234,11 @@ class Concat(nn.Module):
         return torch.cat([x.to(xs[0].dtype) for x in xs], dim=1)
 
 
-class EqProjection(_Weighted):
+class EqProjection(EqDense):
     """Projection discriminator head (Miyato & Koyama 2018): a linear score of the features
     plus the inner product of the features with the embedding of the class,
     `w . h + b + <V[y], h>`, for one-hot labels y. The embedding V [classes, features] is stored
-    N(0, 1) and scaled by gain / sqrt(features) at run time, like the linear weight."""
+    like the weight (N(0, 1), scaled by gain / sqrt(features) at run time when equalized)."""
 
     def __init__(
         self,
@@ -251,14 +251,13 @@ class EqProjection(_Weighted):
         slope: float = LRELU_SLOPE,
         equalized: bool = True,
     ) -> None:
-        super().__init__()
-        self._init_weight((out_features, in_features), in_features, gain, equalized)
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        super().__init__(
+            in_features, out_features, gain=gain, act=act, slope=slope, equalized=equalized
+        )
         stored = 1.0 if equalized else gain / math.sqrt(in_features)  # as the weight is stored
         self.embed = nn.Parameter(torch.randn(classes, in_features) * stored)
-        self.act, self.slope = act, slope
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:  # type: ignore[override]
         h = x.flatten(1)  # [N, F]
         score = F.linear(h, self.weight * self.scale, self.bias)  # [N, out]
         v = labels.to(h.dtype) @ (self.embed * self.scale)  # [N, F]: the class's embedding

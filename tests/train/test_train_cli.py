@@ -24,25 +24,7 @@ from progan_dsl.train import distributed as distr
 from progan_dsl.train.cli import parser, smaller_minibatch, style_overrides
 from progan_dsl.train.rundir import RunDir
 from progan_dsl.train.start import _decide
-from tests.conftest import TRAIN_SEED
-
-
-def argv(spec: Path, data: Path, outdir: Path, *extra: str) -> list[str]:
-    return [
-        str(spec),
-        "--data",
-        str(data),
-        "--outdir",
-        str(outdir),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--seed",
-        str(TRAIN_SEED),
-        *extra,
-    ]
+from tests.fault.test_fault_train import train_argv as argv
 
 
 def log_text(run: Path) -> str:
