@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.precision == "bf16" and args.out is not None:
         raise UserError("progan-export: --precision bf16 is for --aoti only (ONNX: fp32, fp16)")
+    if args.source is not None:  # refused before anything is written, not after the .onnx
+        from progan_dsl.export.source import OUTPUT_KIND
+        from progan_dsl.fsutil import plan_output_dir
+
+        plan_output_dir(args.source, kind=OUTPUT_KIND, force=args.force)
     from progan_dsl.generate.stable import stable_generator
 
     chosen = stable_generator(

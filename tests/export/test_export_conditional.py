@@ -167,3 +167,19 @@ def test_aoti_package_takes_labels_by_its_metadata(tmp_path: Path) -> None:
     assert rel_l2(got, want) < REL_L2 and np.abs(got - want).max() < MAX_ABS
     with pytest.raises(UserError, match=r"class-conditional generator \(10 classes\) needs"):
         sampler.sample(z)
+
+
+def test_a_refused_source_folder_stops_the_export_before_any_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "00000-tiny_conditional"
+    write_conditional_run(run)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    out = tmp_path / "g.onnx"
+    assert export_main(["--network", str(run), "--out", str(out), "--source", str(foreign)]) == 2
+    assert "is not empty and is not an earlier progan-export --source output" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists() and (foreign / "notes.txt").read_text() == "keep"
