@@ -248,9 +248,10 @@ def test_atomic_writes_fail_cleanly(tmp_path: Path, err: int, reason: str) -> No
     with pytest.raises(UserError) as caught:
         with translate_write_errors(target, "training stopped; resume with --resume auto"):
             write_atomic_with(target, write)
+    # the message names the file being written, not its temporary sibling
     assert str(caught.value) == (
-        f"{reason} while writing {tmp_path}/.grid.tmp-{os.getpid()}.png; nothing older was "
-        "touched; training stopped; resume with --resume auto"
+        f"{reason} while writing {target}; nothing older was touched; training stopped; "
+        "resume with --resume auto"
     )
     assert target.read_bytes() == b"old grid" and sorted(os.listdir(tmp_path)) == ["grid.png"]
 
