@@ -13,10 +13,11 @@ What runs, by the language of a fenced block in README.md:
 - `text`: illustrative output or diagrams, never run. Any other language in README is an error,
   so every block is classified on purpose.
 
-A block preceded by `<!-- readme-test: after make demo -->` needs the demo's run folder: it runs,
-as written, in a temporary folder holding `specs/` and a `runs/00000-mnist_32/` whose checkpoint
-is an untrained generator of specs/mnist_32.yaml at its final stage (what the commands read is
-the same; only the weights differ from a real demo run).
+A block preceded by `<!-- readme-test: after make demo -->` (or `after make demo-conditional`)
+needs a demo's run folder: it runs, as written, in a temporary folder holding `specs/`,
+`runs/00000-mnist_32/` and `runs/00000-mnist_32_conditional/`, whose checkpoints are untrained
+generators of those specs at their final stage (what the commands read is the same; only the
+weights differ from a real demo run).
 
 Beyond README: every relative link and image in README.md and docs/*.md points to an existing
 file (and heading, for `#anchor` links into Markdown); every `progan-*` command line written in
@@ -48,7 +49,12 @@ RUN_LANGS = {"bash", "sh", "console", "python", "pycon"}
 README_LANGS = RUN_LANGS | {"text"}
 SHELL_LANGS = {"bash", "sh", "console"}
 AFTER_DEMO = "after make demo"
+AFTER_CONDITIONAL = "after make demo-conditional"
 DEMO_RUN = "runs/00000-mnist_32"
+DEMO_RUNS = {
+    "mnist_32.yaml": DEMO_RUN,
+    "mnist_32_conditional.yaml": "runs/00000-mnist_32_conditional",
+}
 # What README says `make demo` and `make test` do; `make -n` must print these commands.
 MAKE_PROMISES = {
     "demo": [
@@ -275,8 +281,10 @@ RUNNABLE = [b for b in README_BLOCKS if b.lang in RUN_LANGS]
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder that looks like the repository after `make demo` to the README's commands:
-    specs/ and runs/00000-mnist_32/checkpoints/ with one (untrained) final-stage checkpoint."""
+    """A folder that looks like the repository after `make demo` and `make demo-conditional` to
+    the README's commands: specs/ and runs/00000-mnist_32/checkpoints/ and
+    runs/00000-mnist_32_conditional/checkpoints/, each with one (untrained) final-stage
+    checkpoint."""
     import torch
 
     from progan_dsl.checkpoint import Checkpoint
@@ -284,15 +292,16 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("after_demo")
     (root / "specs").symlink_to(ROOT / "specs")
-    program = compile_spec(ROOT / "specs" / "mnist_32.yaml")
-    stage = program.final_stage
-    torch.manual_seed(0)
-    G, D = program.build("G", stage), program.build("D", stage)
-    folder = root / DEMO_RUN / "checkpoints"
-    folder.mkdir(parents=True)
-    Checkpoint.from_weights(
-        program.loaded, stage, G=G.state_dict(), D=D.state_dict(), images_shown=96_000
-    ).save(folder)
+    for spec, run in DEMO_RUNS.items():
+        program = compile_spec(ROOT / "specs" / spec)
+        stage = program.final_stage
+        torch.manual_seed(0)
+        G, D = program.build("G", stage), program.build("D", stage)
+        folder = root / run / "checkpoints"
+        folder.mkdir(parents=True)
+        Checkpoint.from_weights(
+            program.loaded, stage, G=G.state_dict(), D=D.state_dict(), images_shown=96_000
+        ).save(folder)
     return root
 
 
@@ -304,14 +313,17 @@ def test_readme_blocks_are_classified() -> None:
         if b.lang not in README_LANGS
     ]
     assert not bad, f"README blocks must be one of {sorted(README_LANGS)}: {bad}"
-    unknown = [b.where for b in README_BLOCKS if b.marker not in (None, AFTER_DEMO)]
+    unknown = [
+        b.where for b in README_BLOCKS if b.marker not in (None, AFTER_DEMO, AFTER_CONDITIONAL)
+    ]
     assert not unknown, f"unknown readme-test markers at {unknown}"
     assert len(RUNNABLE) >= 5, "README lost its commands"
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[f"line{b.line}-{b.lang}" for b in RUNNABLE])
 def test_readme_block_runs(block: Block, request: pytest.FixtureRequest) -> None:
-    cwd = request.getfixturevalue("demo_root") if block.marker == AFTER_DEMO else ROOT
+    after = block.marker in (AFTER_DEMO, AFTER_CONDITIONAL)
+    cwd = request.getfixturevalue("demo_root") if after else ROOT
     run_block(block, cwd)
 
 
