@@ -38,7 +38,7 @@ demo: setup
 # The same digits with their 10 classes: G draws the digit it is asked for.
 demo-conditional: setup
 	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --labels --skip-existing
-	$(VENV)/bin/progan-train specs/mnist_32_conditional.yaml --data data/mnist32 --outdir runs --device cpu
+	$(VENV)/bin/progan-train specs/mnist_32_conditional.yaml --data data/mnist32 --outdir runs/conditional --device cpu
 
 # Two worker processes (pytest-xdist): 1,211 tests in 6 min 10-35 s on 2 idle cores (AMD EPYC),
 # 12 min 51 s beside two CPU-bound processes; three workers are no faster (the tests are CPU-bound).

@@ -15,9 +15,9 @@ What runs, by the language of a fenced block in README.md:
 
 A block preceded by `<!-- readme-test: after make demo -->` (or `after make demo-conditional`)
 needs a demo's run folder: it runs, as written, in a temporary folder holding `specs/`,
-`runs/00000-mnist_32/` and `runs/00000-mnist_32_conditional/`, whose checkpoints are untrained
-generators of those specs at their final stage (what the commands read is the same; only the
-weights differ from a real demo run).
+`runs/00000-mnist_32/` and `runs/conditional/00000-mnist_32_conditional/`, whose checkpoints are
+untrained generators of those specs at their final stage (what the commands read is the same;
+only the weights differ from a real demo run).
 
 Beyond README: every relative link and image in README.md and docs/*.md points to an existing
 file (and heading, for `#anchor` links into Markdown); every `progan-*` command line written in
@@ -53,7 +53,7 @@ AFTER_CONDITIONAL = "after make demo-conditional"
 DEMO_RUN = "runs/00000-mnist_32"
 DEMO_RUNS = {
     "mnist_32.yaml": DEMO_RUN,
-    "mnist_32_conditional.yaml": "runs/00000-mnist_32_conditional",
+    "mnist_32_conditional.yaml": "runs/conditional/00000-mnist_32_conditional",
 }
 # What README says `make demo` and `make test` do; `make -n` must print these commands.
 MAKE_PROMISES = {
@@ -282,9 +282,9 @@ RUNNABLE = [b for b in README_BLOCKS if b.lang in RUN_LANGS]
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that looks like the repository after `make demo` and `make demo-conditional` to
-    the README's commands: specs/ and runs/00000-mnist_32/checkpoints/ and
-    runs/00000-mnist_32_conditional/checkpoints/, each with one (untrained) final-stage
-    checkpoint."""
+    the README's commands: specs/, runs/00000-mnist_32/checkpoints/ and
+    runs/conditional/00000-mnist_32_conditional/checkpoints/, each with one (untrained)
+    final-stage checkpoint."""
     import torch
 
     from progan_dsl.checkpoint import Checkpoint
