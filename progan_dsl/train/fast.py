@@ -151,15 +151,21 @@ class DeviceCritic(losses.Critic):
         self.takes_labels = signature.takes(PortRole.LABELS)
         self.paired_calls = 0  # joint calls made (tests, benchmarks)
 
-    def _judge(self, D: Callable[..., Any], x: Tensor, labels: Tensor | None) -> Judged:
+    def _run(
+        self, D: Callable[..., Any], images: Tensor, labels: Tensor | None
+    ) -> dict[PortRole, Tensor]:
+        """D's results by role, on the batch laid out in minibatch-stddev groups."""
         values = {
-            PortRole.IMAGE: self.images(group_layout(x, self.group)),
+            PortRole.IMAGE: self.images(group_layout(images, self.group)),
             PortRole.ALPHA: self.alpha,
         }
         if self.takes_labels:
             assert labels is not None, "this D takes labels"
             values[PortRole.LABELS] = group_layout(labels, self.group)
-        out = self.signature.results(D(*self.signature.args(values)))
+        return self.signature.results(D(*self.signature.args(values)))
+
+    def _judged(self, out: dict[PortRole, Tensor]) -> Judged:
+        """Laid-out results back in drawn order, in float32."""
         logits = out.get(PortRole.CLASS_LOGITS)
         return Judged(
             group_unlayout(out[PortRole.SCORES], self.group).float(),
@@ -168,7 +174,7 @@ class DeviceCritic(losses.Critic):
 
     def __call__(self, images: Tensor, labels: Tensor | None = None) -> Judged:
         D = self.eager if images.requires_grad else self.first_order
-        return self._judge(D, images, labels)
+        return self._judged(self._run(D, images, labels))
 
     def pair(
         self, reals: Tensor, fakes: Tensor, labels: Tensor | None = None
@@ -177,25 +183,12 @@ class DeviceCritic(losses.Critic):
         if not self.paired or not pairable(batch, self.group) or reals.requires_grad:
             return self(reals, labels), self(fakes, labels)
         joint = torch.cat([reals, fakes.to(reals.dtype)])
-        values = {
-            PortRole.IMAGE: self.images(group_layout(joint, self.group)),
-            PortRole.ALPHA: self.alpha,
-        }
-        if self.takes_labels:
-            assert labels is not None, "this D takes labels"
-            values[PortRole.LABELS] = group_layout(torch.cat([labels, labels]), self.group)
-        out = self.signature.results(self.first_order(*self.signature.args(values)))
+        both = None if labels is None else torch.cat([labels, labels])
+        out = self._run(self.first_order, joint, both)
         self.paired_calls += 1
         halves = {role: split_pair(v, batch, self.group) for role, v in out.items()}
-        logits = halves.get(PortRole.CLASS_LOGITS)
-
-        def side(i: int) -> Judged:
-            scores = group_unlayout(halves[PortRole.SCORES][i], self.group).float()
-            if logits is None:
-                return Judged(scores)
-            return Judged(scores, group_unlayout(logits[i], self.group).float())
-
-        return side(0), side(1)
+        real, fake = ({role: h[i] for role, h in halves.items()} for i in (0, 1))
+        return self._judged(real), self._judged(fake)
 
 
 class DevicePaths:

@@ -37,6 +37,7 @@ shares gives the global mean. Penalties are computed in float32 even under autoc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -125,8 +126,10 @@ def class_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return -(labels.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
 
 
-class Loss:
-    """A loss of the spec: `d` and `g` over `Nets` and a batch; `terms` it logs."""
+class Loss(ABC):
+    """A loss of the spec: `d` and `g` over `Nets` and a batch; `terms` it logs. Each kind
+    says its D loss (`_d`, on reals and the fakes drawn for it) and its G loss on the scores of
+    fakes (`_g`); the shared steps add the class terms of an auxiliary-classifier D."""
 
     def __init__(self, spec: LossSpec, conditioning: Conditioning | None = None) -> None:
         self.spec = spec
@@ -140,11 +143,13 @@ class Loss:
     def _penalty_terms(self) -> tuple[str, ...]:
         return ()
 
+    @abstractmethod
     def _d(self, nets: Nets, b: DBatch, fakes: Tensor) -> tuple[Tensor, Terms, Judged, Judged]:
-        raise NotImplementedError
+        """(loss, penalty terms, D on reals, D on fakes)."""
 
+    @abstractmethod
     def _g(self, scores: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The G loss on the scores of fakes."""
 
     # -- the shared steps -----------------------------------------------------------------------
     @property
