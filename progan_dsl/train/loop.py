@@ -224,7 +224,7 @@ def _train(
         recorder,
         Monitor(
             trainer,
-            [list(row) for row in state.tick_window] if continuing and state else None,
+            state.tick_window if continuing and state else None,
             state.elapsed_s if continuing and state else 0.0,
         ),
         kimg=kimg,
