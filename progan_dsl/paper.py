@@ -59,3 +59,18 @@ ADA_INTERVAL = 4  # ADA Section 3 / official ada_interval = 4: p adjusted every 
 ADA_SPEED_KIMG = 500.0  # ADA Section 3 / official ada_kimg = 500: p can move 0 -> 1 in 500k images
 ADA_TARGET_SIGN_REAL = 0.6  # ADA Section 3 / official ada_target = 0.6 for r_t = E[sign(D(real))]
 ADA_LEAK_P = 0.8  # ADA Section 2.3 / Figure 3: below p ~ 0.8 the bgc pipeline does not leak
+ADA_XINT_MAX = 0.125  # ADA official augment.py AugmentPipe xint_max: integer shift <= 1/8 side
+ADA_SCALE_STD = 0.2  # ADA official scale_std: log2 of the isotropic scale ~ N(0, 0.2^2)
+ADA_ROTATE_MAX = 1.0  # ADA official rotate_max: angle uniform in +-pi * 1 (the full turn)
+ADA_ANISO_STD = 0.2  # ADA official aniso_std: log2 of the anisotropic scale ~ N(0, 0.2^2)
+ADA_XFRAC_STD = 0.125  # ADA official xfrac_std: fractional shift ~ N(0, 0.125^2) of a side
+ADA_BRIGHTNESS_STD = 0.2  # ADA official brightness_std: offset ~ N(0, 0.2^2)
+ADA_CONTRAST_STD = 0.5  # ADA official contrast_std: log2 of the contrast factor ~ N(0, 0.5^2)
+ADA_HUE_MAX = 1.0  # ADA official hue_max: hue angle uniform in +-pi * 1 (the full turn)
+ADA_SATURATION_STD = 1.0  # ADA official saturation_std: log2 of the saturation factor ~ N(0, 1)
+DIFFAUGMENT_BRIGHTNESS = 0.5  # DiffAugment_pytorch.py rand_brightness: offset ~ U(-0.5, 0.5)
+DIFFAUGMENT_SATURATION_MAX = 2.0  # DiffAugment rand_saturation: factor ~ U(0, 2) about pixel mean
+DIFFAUGMENT_CONTRAST_MIN = 0.5  # DiffAugment rand_contrast: factor ~ U(0.5, 1.5) about image mean
+DIFFAUGMENT_CONTRAST_MAX = 1.5  # DiffAugment rand_contrast (upper end of the factor's range)
+DIFFAUGMENT_TRANSLATION_RATIO = 0.125  # DiffAugment rand_translation ratio: shift <= 1/8 side
+DIFFAUGMENT_CUTOUT_RATIO = 0.5  # DiffAugment rand_cutout ratio: a square of half the side is zeroed
