@@ -18,7 +18,8 @@ from progan_dsl.cliutil import UserErrorParser, add_version, parser_for
 from progan_dsl.errors import UserError
 
 ALL = ["compile", "loader", "metrics", "inference", "train"]
-ON_REQUEST = ["conditional"]  # run only when named: it needs a labelled dataset
+# run only when named: they need labelled data or training runs
+ON_REQUEST = ["conditional", "ada_heuristics", "augment"]
 PROG = "progan-bench"
 
 EXAMPLES = f"""benchmarks: {", ".join(ALL)}; when named: {", ".join(ON_REQUEST)}
@@ -29,6 +30,7 @@ examples:
   progan-bench train -- --help                   the options of one benchmark
   progan-bench loader metrics -- --quick         small workloads (a smoke run)
   progan-bench inference -- --threads 1 --rows eager:fp32,onnxruntime:fp32
+  progan-bench augment -- --arm none=RUN0,RUN1 --arm ada=RUN2,RUN3   augmentation arms
 """
 
 
