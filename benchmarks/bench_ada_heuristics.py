@@ -9,7 +9,9 @@ steer its augmentation probability by, next to the overfitting they should track
   2 * P(D(real) > D(fake)) - 1 (ties count half).
 - r_v = (E D(train) - E D(val)) / (E D(train) - E D(fake)): ADA's validation measure of
   overfitting (0: D scores unseen reals like training reals; 1: it tells them apart as well as it
-  tells reals from fakes); auc_tv: 2 * P(D(train) > D(val)) - 1 over all pairs, a scale-free form.
+  tells reals from fakes), r_v_se its sampling error (that of E D(train) - E D(val), over the
+  span E D(train) - E D(fake): large where D hardly tells reals from fakes); auc_tv:
+  2 * P(D(train) > D(val)) - 1 over all pairs, a scale-free form.
 
 Drawing: D and the training G (not G EMA: D trains against G) of the checkpoint's stage at the
 trainer's alpha (the fade-in weight of its last group of iterations); reals served as the loader
@@ -60,6 +62,7 @@ COLUMNS = [
     "r_gap_val",
     "auc_val",
     "r_v",
+    "r_v_se",
     "auc_tv",
 ]
 
@@ -92,6 +95,7 @@ class Heuristics:
     r_gap_val: float
     auc_val: float
     r_v: float | None  # None when E D(train) == E D(fake)
+    r_v_se: float | None  # r_v's sampling error: that of E D(train) - E D(val), over the span
     auc_tv: float
 
 
@@ -115,6 +119,9 @@ def heuristics(train: np.ndarray, val: np.ndarray, fake: np.ndarray) -> Heuristi
         r_gap_val=float(np.mean(np.sign(val - fake))),
         auc_val=pairwise_gap(val, fake),
         r_v=(m_train - m_val) / span if span != 0 else None,
+        r_v_se=float(np.sqrt((np.var(train) + np.var(val)) / len(train)) / abs(span))
+        if span != 0
+        else None,
         auc_tv=pairwise_gap(train, val),
     )
 

@@ -61,6 +61,9 @@ def test_heuristics_by_hand() -> None:
     # train vs val: 3 -> 4, 1 -> 2.5, 2 -> 3.5, 0.5 -> 2: 12 of 16
     assert h.auc_tv == 2 * 12 / 16 - 1
     assert h.r_v == pytest.approx((1.625 - 0.5) / (1.625 - 0.875))
+    var_train = np.mean((train - 1.625) ** 2)
+    var_val = np.mean((val - 0.5) ** 2)
+    assert h.r_v_se == pytest.approx(np.sqrt((var_train + var_val) / 4) / 0.75)
     assert pairwise_gap(np.array([1.0]), np.array([1.0])) == 0.0
     assert pairwise_gap(np.arange(5.0) + 10, np.arange(7.0)) == 1.0
     assert heuristics(np.ones(3), np.ones(3), np.ones(3)).r_v is None
@@ -156,7 +159,7 @@ def test_cli_on_a_tiny_run(
     constant = rows[0]  # D outputs its bias 0.75 whatever the images
     assert constant["D_train"] == constant["D_val"] == constant["D_fake"] == pytest.approx(0.75)
     assert (constant["r_t"], constant["r_gap_tr"], constant["auc_tr"]) == (1.0, 0.0, 0.0)
-    assert constant["r_v"] is None
+    assert constant["r_v"] is None and constant["r_v_se"] is None
     from progan_dsl.checkpoint import Checkpoint
 
     ckpt = Checkpoint.read(run / "checkpoints" / "checkpoint-000000300.pt")
