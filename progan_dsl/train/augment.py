@@ -176,11 +176,16 @@ def _rotation2(cos: Tensor, sin: Tensor) -> Tensor:
     return _mat3(cos, -sin, torch.zeros_like(cos), sin, cos, torch.zeros_like(cos))
 
 
-def _reflect(index: Tensor, size: int) -> Tensor:
-    """Mirror integer indices into [0, size) (edge pixel not repeated), any distance away."""
-    period = 2 * (size - 1)
-    m = torch.remainder(index, period)
-    return torch.where(m >= size, period - m, m)
+def _reflect(coord: Tensor, size: int) -> Tensor:
+    """Mirror coordinates into [0, size - 1] about the edge pixels' centres, any distance away.
+
+    Bilinear sampling of the infinitely reflected image equals bilinear sampling of the image at
+    the reflected coordinate (its interpolant is mirror-symmetric about every pixel centre), so
+    the coordinate is reflected once instead of each of the four neighbour indices.
+    """
+    period = 2.0 * (size - 1)
+    m = torch.remainder(coord, period)
+    return torch.where(m > size - 1, period - m, m)
 
 
 def _warp(x: Tensor, inverse: Tensor) -> Tensor:
@@ -194,23 +199,25 @@ def _warp(x: Tensor, inverse: Tensor) -> Tensor:
     xs = torch.arange(w, device=x.device, dtype=torch.float32) - cx  # [W]
     ys = torch.arange(h, device=x.device, dtype=torch.float32) - cy  # [H]
     g = inverse[:, :2, :, None, None]  # [N, 2, 3, 1, 1]
-    src_x = g[:, 0, 0] * xs + g[:, 0, 1] * ys[:, None] + g[:, 0, 2] + cx  # [N, H, W]
-    src_y = g[:, 1, 0] * xs + g[:, 1, 1] * ys[:, None] + g[:, 1, 2] + cy  # [N, H, W]
+    src_x = _reflect(g[:, 0, 0] * xs + g[:, 0, 1] * ys[:, None] + g[:, 0, 2] + cx, w)  # [N, H, W]
+    src_y = _reflect(g[:, 1, 0] * xs + g[:, 1, 1] * ys[:, None] + g[:, 1, 2] + cy, h)  # [N, H, W]
     x0, y0 = src_x.floor(), src_y.floor()
     fx = (src_x - x0).to(x.dtype).reshape(n, 1, h * w)
     fy = (src_y - y0).to(x.dtype).reshape(n, 1, h * w)
-    ix0, iy0 = x0.long(), y0.long()
-    cols = (_reflect(ix0, w), _reflect(ix0 + 1, w))
-    rows = (_reflect(iy0, h) * w, _reflect(iy0 + 1, h) * w)
+    col0 = x0.long()
+    row0 = y0.long() * w
+    col1 = (col0 + 1).clamp(max=w - 1)  # only reached with weight 0 when clamped
+    row1 = (row0 + w).clamp(max=(h - 1) * w)
     flat = x.reshape(n, c, h * w)
 
     def tap(row: Tensor, col: Tensor) -> Tensor:  # [N, C, H*W]
         index = (row + col).reshape(n, 1, h * w).expand(n, c, h * w)
         return flat.gather(2, index)
 
-    top = tap(rows[0], cols[0]) * (1 - fx) + tap(rows[0], cols[1]) * fx
-    bottom = tap(rows[1], cols[0]) * (1 - fx) + tap(rows[1], cols[1]) * fx
-    return (top * (1 - fy) + bottom * fy).reshape(n, c, h, w)
+    # lerp: an exact copy where a weight is 0 (integer transforms), one pass per blend
+    top = torch.lerp(tap(row0, col0), tap(row0, col1), fx)
+    bottom = torch.lerp(tap(row1, col0), tap(row1, col1), fx)
+    return torch.lerp(top, bottom, fy).reshape(n, c, h, w)
 
 
 def _luma_outer(device: torch.device) -> Tensor:
