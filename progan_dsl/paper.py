@@ -54,11 +54,12 @@ R1_GAMMA = 10.0  # Mescheder et al. 2018 (R1 regulariser), the weight StyleGAN u
 
 # ---- augmentation of D's inputs (not ProGAN: Karras et al. 2020, "Training Generative Adversarial
 # Networks with Limited Data", arXiv 2006.06676, and its official stylegan2-ada-pytorch; Zhao et
-# al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training", arXiv 2006.10738) --------
+# al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training", arXiv 2006.10738) -----
 ADA_INTERVAL = 4  # ADA Section 3 / official ada_interval = 4: p adjusted every 4 minibatches
-ADA_SPEED_KIMG = 500.0  # ADA Section 3 / official ada_kimg = 500: p can move 0 -> 1 in 500k images
+ADA_SPEED_KIMG = 500.0  # ADA Section 3 / official ada_kimg = 500: p may go 0 -> 1 in 500k images
 ADA_TARGET_SIGN_REAL = 0.6  # ADA Section 3 / official ada_target = 0.6 for r_t = E[sign(D(real))]
 ADA_LEAK_P = 0.8  # ADA Section 2.3 / Figure 3: below p ~ 0.8 the bgc pipeline does not leak
+ADA_TARGET_SIGN_GAP = 0.6  # provisional
 ADA_XINT_MAX = 0.125  # ADA official augment.py AugmentPipe xint_max: integer shift <= 1/8 side
 ADA_SCALE_STD = 0.2  # ADA official scale_std: log2 of the isotropic scale ~ N(0, 0.2^2)
 ADA_ROTATE_MAX = 1.0  # ADA official rotate_max: angle uniform in +-pi * 1 (the full turn)

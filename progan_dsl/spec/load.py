@@ -116,8 +116,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Fields added to the language with "off" (None) as their default: left out of the hash while
+# off, so a spec that does not use them keeps the hash it had before they existed (and
+# `--resume auto` finds its runs).
+HASHED_ONLY_WHEN_SET: tuple[tuple[str, ...], ...] = (("training", "augment"),)
+
+
 def spec_hash(spec: Spec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = spec.model_dump(mode="json")
+    for *parents, key in HASHED_ONLY_WHEN_SET:
+        holder = data
+        for parent in parents:
+            holder = holder[parent]
+        if holder.get(key) is None:
+            holder.pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

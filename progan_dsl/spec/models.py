@@ -34,6 +34,9 @@ from progan_dsl.kinds import LayerBase, get_kind, spec_kind_names
 from progan_dsl.kinds.base import SpecModel
 from progan_dsl.kinds.builtin import ConvLayer
 from progan_dsl.paper import (
+    ADA_INTERVAL,
+    ADA_SPEED_KIMG,
+    ADA_TARGET_SIGN_GAP,
     ADAM_BETA1,
     ADAM_BETA2,
     ADAM_EPS,
@@ -439,6 +442,110 @@ class GridSpec(Model):
     cols: StrictInt = Field(8, ge=1, le=64)
 
 
+AdaTransform = Literal[
+    "xflip",
+    "rotate90",
+    "xint",
+    "scale",
+    "rotate",
+    "aniso",
+    "xfrac",
+    "brightness",
+    "contrast",
+    "lumaflip",
+    "hue",
+    "saturation",
+]
+ADA_BGC: tuple[AdaTransform, ...] = (  # ADA's recommended 'bgc' pipeline: blit, geom, color
+    "xflip",
+    "rotate90",
+    "xint",
+    "scale",
+    "rotate",
+    "aniso",
+    "xfrac",
+    "brightness",
+    "contrast",
+    "lumaflip",
+    "hue",
+    "saturation",
+)
+DiffAugmentPolicy = Literal["color", "translation", "cutout"]
+DIFFAUGMENT_ALL: tuple[DiffAugmentPolicy, ...] = ("color", "translation", "cutout")
+
+
+class AdaAugment(Model):
+    kind: Literal["ada"] = Field(
+        description="Adaptive discriminator augmentation (Karras et al. 2020): each transform "
+        "applied to each image D sees with probability p, p adapted to an overfitting heuristic "
+        "or fixed."
+    )
+    transforms: list[AdaTransform] = Field(
+        default_factory=lambda: list(ADA_BGC),
+        min_length=1,
+        description="Transforms, applied in ADA's order whatever the order here (default: ADA's "
+        "'bgc' pipeline, all twelve).",
+    )
+    p: StrictFloat | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A fixed probability; none: adapted during training from `heuristic`.",
+    )
+    initial_p: StrictFloat = Field(0.0, ge=0, le=1, description="p at the start (ADA: 0).")
+    heuristic: Literal["sign_gap", "sign_real"] = Field(
+        "sign_gap",
+        description="Overfitting heuristic p is adapted to. 'sign_gap': E[sign(D(real_i) - "
+        "D(fake_i))] over the D steps' reals and fakes paired by index (for WGAN-GP, whose scores "
+        "have no meaningful zero). 'sign_real': ADA's r_t = E[sign(D(real))] (for the logistic "
+        "loss, whose scores are logits; ADA's target 0.6).",
+    )
+    target: StrictFloat = Field(
+        ADA_TARGET_SIGN_GAP,
+        gt=-1,
+        lt=1,
+        description="Value of the heuristic p is steered to: p rises while the heuristic is above "
+        "it.",
+    )
+    interval: StrictInt = Field(
+        ADA_INTERVAL, ge=1, le=1024, description="D steps between adjustments of p (ADA: 4)."
+    )
+    speed_kimg: Kimg = Field(
+        ADA_SPEED_KIMG,
+        gt=0,
+        description="Images (kimg) over which p can move from 0 to 1 (ADA: 500).",
+    )
+
+    def describe(self) -> str:
+        names = "all 12 (bgc)" if len(set(self.transforms)) == len(ADA_BGC) else None
+        names = names or ", ".join(t for t in ADA_BGC if t in self.transforms)
+        if self.p is not None:
+            return f"ada, p {self.p:g} fixed, transforms {names}"
+        return (
+            f"ada, p adaptive from {self.initial_p:g} ({self.heuristic} -> {self.target:g}, "
+            f"every {self.interval} D steps, 0 -> 1 in {self.speed_kimg:g} kimg), "
+            f"transforms {names}"
+        )
+
+
+class DiffAugmentSpec(Model):
+    kind: Literal["diffaugment"] = Field(
+        description="Differentiable Augmentation (Zhao et al. 2020): every policy applied to every "
+        "image D sees."
+    )
+    policy: list[DiffAugmentPolicy] = Field(
+        default_factory=lambda: list(DIFFAUGMENT_ALL),
+        min_length=1,
+        description="Policies (DiffAugment's 'color,translation,cutout' by default).",
+    )
+
+    def describe(self) -> str:
+        return "diffaugment, " + ", ".join(dict.fromkeys(self.policy))
+
+
+Augment = Annotated[AdaAugment | DiffAugmentSpec, Field(discriminator="kind")]
+
+
 class TrainingSpec(Model):
     loss: Loss = Field(default_factory=lambda: WganGpLoss(kind="wgan_gp"))
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -455,6 +562,11 @@ class TrainingSpec(Model):
         "minibatch_repeats = 4); 1: re-evaluated every iteration.",
     )
     ema: EmaSpec = Field(default_factory=EmaSpec)
+    augment: Augment | None = Field(
+        None,
+        description="Augmentation of every image D sees (reals, fakes, the penalties' inputs), "
+        "differentiable so that G learns through it; none: off.",
+    )
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA.")
     tick_kimg: Kimg = Field(10, gt=0, description="Progress/log/grid interval.")
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
