@@ -113,6 +113,14 @@ class RunState:
     run: str | None = None  # the run folder's name
     elapsed_s: float = 0.0  # training seconds of all invocations so far
     tick_window: tuple[tuple[float, ...], ...] = ()  # loss rows of the unfinished tick
+    # training.augment (progan_dsl.train.augmenter): p, the heuristic's running sums, the last
+    # interval's heuristic, D steps into the interval, whether one has completed
+    augment_p: float | None = None  # None: the run does not augment
+    augment_signs: float = 0.0
+    augment_count: float = 0.0
+    augment_r: float = 0.0
+    augment_steps: int = 0
+    augment_adjusted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -157,6 +165,12 @@ _RUN_STATE_TYPES: dict[str, tuple[Any, ...]] = {
     "run": (str, None),
     "elapsed_s": (float,),
     "tick_window": (),
+    "augment_p": (float, None),
+    "augment_signs": (float,),
+    "augment_count": (float,),
+    "augment_r": (float,),
+    "augment_steps": (int,),
+    "augment_adjusted": (int,),
 }
 _TYPE_WORDS_ROWS = "a list of rows of numbers"
 

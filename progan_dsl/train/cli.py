@@ -301,6 +301,7 @@ def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:
         f"metrics {', '.join(training.evaluation.metrics)} {every_eval}at the end",
         f"data        x-flips (mirror) {'on' if training.dataset.mirror else 'off'}",
         f"D steps     {training.d_repeats} per G step",
+        *([f"augment     {training.augment.describe()}"] if training.augment else []),
         "",
         format_schedule(schedule, training.d_repeats),
     ]

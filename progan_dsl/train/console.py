@@ -212,7 +212,8 @@ class Console:
                 raise
 
     def announce(self, *, continuing: bool, env: Any, data: Path, dataset: ImageDataset) -> None:
-        """The three lines a run starts with: where, what, on what."""
+        """The lines a run starts with: where, what, on what (and how D's inputs are
+        augmented)."""
         t, program = self.trainer, self.trainer.program
         spec, final = program.spec, program.final_stage
         how = f"resuming at {t.images_shown / 1000:g} kimg" if continuing else "new run"
@@ -228,6 +229,8 @@ class Console:
             f"{t.fast.describe()}, {torch.get_num_threads()} thread(s), seed {t.seed}, data "
             f"{data} ({dataset.verified}), {self.schedule.total / 1000:g} kimg"
         )
+        if spec.training.augment is not None:
+            self.say(f"  augment {spec.training.augment.describe()}")
 
     def summary(
         self, seconds: float, img_per_s: dict[int, float], metrics: dict[str, float]

@@ -1,5 +1,5 @@
-"""`Draws`: the random numbers of training (latents, WGAN-GP mixing weights, G's labels), all
-from one CPU `torch.Generator` whose state a checkpoint keeps.
+"""`Draws`: the random numbers of training (latents, WGAN-GP mixing weights, G's labels, the
+augmentation's uniforms), all from one CPU `torch.Generator` whose state a checkpoint keeps.
 
 Each draw is of the global minibatch, and each rank keeps its contiguous slice, so the numbers do
 not depend on the number of processes; slices go to the device without a host sync
@@ -44,6 +44,11 @@ class Draws:
     def mix(self, batch: int) -> Tensor:
         """WGAN-GP interpolation weights [N, 1, 1, 1], uniform in [0, 1)."""
         return self.share(torch.rand(batch, 1, 1, 1, generator=self.gen))
+
+    def uniform(self, share: int, count: int) -> Tensor:
+        """[share, count] uniforms in [0, 1) for a batch of which this rank holds `share`
+        samples (the augmentation's parameters): drawn for all ranks' samples, this rank's kept."""
+        return self.share(torch.rand(share * self.world_size, count, generator=self.gen))
 
     def labels(self, batch: int) -> Tensor | None:
         """One-hot labels in the dataset's class distribution; None for an unconditional run."""

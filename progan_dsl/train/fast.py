@@ -5,7 +5,7 @@ Owns `FastPaths` (what a caller asks for: each switch True, False, or None for t
 default; `resolve` gives the switches in force), `DevicePaths` (the switches applied: placement,
 autocast, compiled callables, sync-free device scalars and copies) and `DeviceCritic` (D as the
 losses call it: alpha bound, minibatch-stddev group layout, memory format, reals and fakes
-paired).
+paired, every batch augmented first when the run augments: `progan_dsl.train.augmenter`).
 
 - `channels_last`: modules and D inputs in NHWC. CUDA: on (cuDNN's tensor-core kernels want it).
   CPU: off (measured 0.96x per iteration at 64x64, one thread, torch 2.13: docs/benchmarks.md).
@@ -38,7 +38,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +46,9 @@ from torch import Tensor, nn
 from progan_dsl.ir.types import PortRole, Signature
 from progan_dsl.train import losses
 from progan_dsl.train.losses import Judged
+
+if TYPE_CHECKING:
+    from progan_dsl.train.augmenter import Augmenter
 
 # Per-device defaults of the switches left None (measured: docs/benchmarks.md).
 DEFAULTS: dict[str, dict[str, bool]] = {
@@ -144,10 +147,12 @@ class DeviceCritic(losses.Critic):
         group: int,
         images: Callable[[Tensor], Tensor],
         paired: bool = False,
+        augment: Augmenter | None = None,
     ) -> None:
         super().__init__()
         self.eager, self.first_order, self.signature = eager, first_order, signature
         self.alpha, self.group, self.images, self.paired = alpha, group, images, paired
+        self.augment = augment
         self.takes_labels = signature.takes(PortRole.LABELS)
         self.paired_calls = 0  # joint calls made (tests, benchmarks)
 
@@ -172,9 +177,12 @@ class DeviceCritic(losses.Critic):
             None if logits is None else group_unlayout(logits, self.group).float(),
         )
 
+    def _augmented(self, images: Tensor) -> Tensor:
+        return images if self.augment is None else self.augment(images)
+
     def __call__(self, images: Tensor, labels: Tensor | None = None) -> Judged:
         D = self.eager if images.requires_grad else self.first_order
-        return self._judged(self._run(D, images, labels))
+        return self._judged(self._run(D, self._augmented(images), labels))
 
     def pair(
         self, reals: Tensor, fakes: Tensor, labels: Tensor | None = None
@@ -182,6 +190,8 @@ class DeviceCritic(losses.Critic):
         batch = reals.shape[0]
         if not self.paired or not pairable(batch, self.group) or reals.requires_grad:
             return self(reals, labels), self(fakes, labels)
+        # each side augmented with its own draw, in the order two calls draw them
+        reals, fakes = self._augmented(reals), self._augmented(fakes)
         joint = torch.cat([reals, fakes.to(reals.dtype)])
         both = None if labels is None else torch.cat([labels, labels])
         out = self._run(self.first_order, joint, both)
@@ -189,6 +199,10 @@ class DeviceCritic(losses.Critic):
         halves = {role: split_pair(v, batch, self.group) for role, v in out.items()}
         real, fake = ({role: h[i] for role, h in halves.items()} for i in (0, 1))
         return self._judged(real), self._judged(fake)
+
+    def observe(self, real: Judged, fake: Judged) -> None:
+        if self.augment is not None:
+            self.augment.observe(real.scores, fake.scores)
 
 
 class DevicePaths:
@@ -229,10 +243,12 @@ class DevicePaths:
         signature: Signature,
         alpha: Tensor,
         group: int,
+        augment: Augmenter | None = None,
     ) -> DeviceCritic:
-        """D for one loss evaluation (pairs reals and fakes when paired_critic is on)."""
+        """D for one loss evaluation (pairs reals and fakes when paired_critic is on; every
+        batch augmented first when the run augments)."""
         return DeviceCritic(
-            D, D_run, signature, alpha, group, self.images, bool(self.fast.paired_critic)
+            D, D_run, signature, alpha, group, self.images, bool(self.fast.paired_critic), augment
         )
 
     def generator(

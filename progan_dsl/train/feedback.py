@@ -58,13 +58,23 @@ def plot_losses(
     import matplotlib.pyplot as plt
 
     kimg = [r["kimg"] for r in ticks]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    augmented = any("aug_p" in r for r in ticks)  # a third panel: ADA's p and heuristic
+    fig, axes = plt.subplots(
+        3 if augmented else 2, 1, figsize=(9, 8 if augmented else 6), sharex=True
+    )
+    top, bottom = axes[0], axes[1]
     for key, label in (("loss_D", "D loss"), ("loss_G", "G loss")):
         top.plot(kimg, [r.get(key, math.nan) for r in ticks], label=label)
     for key, label in (("real_score", "D(real)"), ("fake_score", "D(fake)")):
         bottom.plot(kimg, [r.get(key, math.nan) for r in ticks], label=label)
+    if augmented:
+        for key, label in (("aug_p", "augment p"), ("aug_r", "heuristic r")):
+            if any(key in r for r in ticks):
+                axes[2].plot(kimg, [r.get(key, math.nan) for r in ticks], label=label)
+        axes[2].set_ylabel("augmentation")
+        axes[2].legend(loc="upper right", fontsize=8)
     for record in phases:
-        for ax in (top, bottom):
+        for ax in axes:
             ax.axvline(record["kimg"], color="0.8", linewidth=0.8, zorder=0)
         top.annotate(
             f"{record['resolution']} {record['phase']}",
@@ -78,7 +88,7 @@ def plot_losses(
         )
     top.set_ylabel("loss")
     bottom.set_ylabel("mean score")
-    bottom.set_xlabel("kimg")
+    axes[-1].set_xlabel("kimg")
     top.legend(loc="upper right", fontsize=8)
     bottom.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -197,7 +207,10 @@ class Feedback:
         if self.board is None or t.phase is None:
             return
         step = t.images_shown
-        scalars: dict[str, float] = {f"Loss/{k}": v for k, v in means.items()}
+        scalars: dict[str, float] = {
+            f"Augment/{k.removeprefix('aug_')}" if k.startswith("aug_") else f"Loss/{k}": v
+            for k, v in means.items()
+        }
         scalars.update(
             {
                 "Progress/kimg": step / 1000,

@@ -24,6 +24,13 @@ not a guess from tensor identity.
   D: E[softplus(D(fake))] + E[softplus(-D(real))] + gamma / 2 * E[|grad D(real)|^2];
   G: E[softplus(-D(fake))].
 
+With `training.augment`, the critic augments every batch it judges (reals, fakes, the
+penalties' inputs, G's fakes), each call with its own draw, and a loss tells it what D said about
+a D step's reals and fakes (`Critic.observe`, ADA's heuristic). The penalties differentiate
+through the augmentation: WGAN-GP's gradient is that of D(T(x)) at the mix x, R1's at the real
+(as ADA's R1); the transforms are affine in the pixels, so an augmented mix is the same mix of
+the real and fake augmented with that draw.
+
 Class-conditional specs (official `label_size > 0`): the D step's fakes are drawn with the reals'
 labels, and the G step's labels are drawn from the dataset's label distribution (the trainer
 supplies both in the batch). Where D gives class logits (`conditioning.discriminator: acgan`),
@@ -77,6 +84,10 @@ class Critic:
         self, reals: Tensor, fakes: Tensor, labels: Tensor | None = None
     ) -> tuple[Judged, Judged]:
         return self(reals, labels), self(fakes, labels)
+
+    def observe(self, real: Judged, fake: Judged) -> None:
+        """What D said about a D step's reals and fakes (an adaptive augmentation's heuristic
+        reads it; nothing by default)."""
 
 
 Generator = Callable[[Tensor, Tensor | None], Tensor]  # (latents, labels) -> images
@@ -164,6 +175,7 @@ class Loss(ABC):
         with torch.no_grad():
             fakes = nets.G(b.latents, b.labels)  # the reals' labels (official D_wgangp_acgan)
         loss, terms, real, fake = self._d(nets, b, fakes)
+        nets.D.observe(real, fake)
         terms = {"real_score": real.scores.mean(), "fake_score": fake.scores.mean(), **terms}
         if self.class_weight is not None:
             assert b.labels is not None and real.class_logits is not None

@@ -12,9 +12,10 @@ RNG and optimizer-state functions it uses). Real images come from a *batch sourc
 networks are called through their signatures (`Program.signature`), never by position.
 
 Determinism (a resumed run is bitwise the uninterrupted one on CPU):
-- all training randomness (latents, WGAN-GP mixing weights, G's labels) comes from one CPU
-  `torch.Generator` whose state is checkpointed (`Draws`); each rank draws the global batch and
-  keeps its slice, so the numbers do not depend on the number of processes;
+- all training randomness (latents, WGAN-GP mixing weights, G's labels, the augmentation's
+  parameters) comes from one CPU `torch.Generator` whose state is checkpointed (`Draws`); each
+  rank draws the global batch and keeps its slice, so the numbers do not depend on the number of
+  processes; an adaptive augmentation's p and heuristic sums are run state (`Augmenter`);
 - the schedule is read through a `Cursor`, held over `minibatch_repeats` iterations, whose
   position is part of the run state;
 - a stage's fresh modules are initialised from a seed derived from (seed, phase, network), not
@@ -48,6 +49,7 @@ from progan_dsl.images import to_uint8
 from progan_dsl.nn.layers import use_gradfix
 from progan_dsl.spec.models import OptimizerSpec
 from progan_dsl.train import distributed as distr
+from progan_dsl.train.augmenter import Augmenter
 from progan_dsl.train.draws import Draws
 from progan_dsl.train.fast import DevicePaths, FastPaths, group_layout
 from progan_dsl.train.losses import DBatch, GBatch, Nets, make_loss
@@ -155,7 +157,9 @@ class Trainer:
         )
         self.pending: list[Tensor] = []  # per-iteration loss stats not yet synced to the host
         self.loss = make_loss(self.training.loss, program.spec.architecture.conditioning)
-        self.stat_names = self.loss.terms
+        augment = self.training.augment
+        self.augment = None if augment is None else Augmenter(augment, self.draws, env, self.device)
+        self.stat_names = self.loss.terms + (self.augment.terms if self.augment else ())
         self.sig_G, self.sig_D = program.signature("G"), program.signature("D")
 
     @property
@@ -241,6 +245,7 @@ class Trainer:
             run=run,
             elapsed_s=elapsed_s,
             tick_window=tuple(tuple(row) for row in tick_window or ()),
+            **(self.augment.state() if self.augment else {}),
         )
         return Checkpoint.from_weights(
             self.program.loaded,
@@ -287,6 +292,9 @@ class Trainer:
             assert opt is not None
             load_optimizer_state(opt, state, ckpt.path, hyper)
         set_rng_state(ckpt.training.rng, self.draws.gen, self.device, ckpt.path)
+        run_state = ckpt.run_state
+        if self.augment is not None and run_state is not None and run_state.augment_p is not None:
+            self.augment.restore(run_state.to_dict())
 
     # -- one iteration ---------------------------------------------------------------------------
 
@@ -302,7 +310,7 @@ class Trainer:
         assert self.G_run is not None and self.D is not None and self.D_run is not None
         return Nets(
             G=self.paths.generator(self.G_run, self.sig_G, alpha),
-            D=self.paths.critic(self.D, self.D_run, self.sig_D, alpha, self.group),
+            D=self.paths.critic(self.D, self.D_run, self.sig_D, alpha, self.group, self.augment),
         )
 
     def _d_step(self, phase: Phase, sums: dict[str, Tensor]) -> None:
@@ -319,6 +327,8 @@ class Trainer:
         loss.backward()
         distr.average_gradients(self.env, self.D.parameters())
         self.opt_D.step()
+        if self.augment is not None:
+            self.augment.step(batch)
         for key, value in {"loss_D": loss.detach(), **terms}.items():
             sums[key] = sums.get(key, 0) + value.float()
 
@@ -360,7 +370,8 @@ class Trainer:
         if not per_d_step:
             self._update_ema()
         self.cursor.end(d_repeats * phase.minibatch)
-        self.pending.append(torch.stack([sums[k] for k in self.stat_names]) / d_repeats)
+        row = [sums[k] / d_repeats for k in self.loss.terms]
+        self.pending.append(torch.stack(row + (self.augment.stats() if self.augment else [])))
 
     def sync_stats(self) -> np.ndarray | None:
         """Per-iteration stats rows since the last sync, averaged over ranks, or None."""
