@@ -18,11 +18,13 @@ and SWD (`progan_dsl.metrics.evaluate`, as `progan-metrics` computes it: the fir
 images of each set) compare them with the held-out reals. FID of small sets is biased upward,
 equally for every run at equal sizes; KID is unbiased.
 
-Leak statistics (`LEAK_STATS`), each with the held-out reals' value and its spread (the standard
-deviation over `BOOTSTRAP` resamples of the generated set's size; for a fraction at least that of
-a count of one); `leak` when the generated value lies outside real +- 3 spread:
+Leak statistics (`LEAK_STATS`), each with the held-out reals' value and its spread: how much a
+set of the generated set's size drawn from the real digits would differ from them by chance
+(`real_reference`: a bootstrap, at least a binomial count of one for a fraction). `leak` when the
+generated value lies outside real +- 3 spread (an arm's mean row is judged by one run's spread):
   brightness      mean pixel value 0..255 (a luma flip turns MNIST's black background white)
-  bright_border   fraction of images whose border frame (`BORDER` pixels) is brighter than mid-grey
+  bright_border   fraction of images whose border frame (`BORDER` of the side) is brighter than
+                  mid-grey
   orientation_tv  total variation between the magnitude-weighted histogram of Sobel gradient
                   orientations (8 bins over [0, pi)) and the reals' (flips and rotations move it)
   flipped         fraction of images the digit classifier (`digit_classifier`) is more confident
@@ -75,8 +77,8 @@ CACHE_CHUNK = 250  # real images whose features are computed and saved to the ca
 CALIBRATION_IMAGES = 16  # images timed through Inception before the work is planned
 BOOTSTRAP = 200  # resamples of the reals for each spread
 SPREADS = 3.0  # leak: the generated value is further than this many spreads from the real one
-BORDER = 4  # pixels of the frame read by bright_border: 32x32 MNIST is a 20x20 digit box
-# centred in 28x28 (LeCun et al. 1998) zero-padded by 2, so this frame is background
+BORDER = 1 / 8  # of the side: the frame bright_border reads (4 pixels at 32x32). MNIST digits
+# fit a 20x20 box centred in 28x28 (LeCun et al. 1998), zero-padded by 2: this frame is background
 BRIGHT_LEVEL = 127.5  # a border brighter than mid-grey on average is "bright"
 ORIENTATION_BINS = 8
 LEAK_STATS = ("brightness", "bright_border", "orientation_tv", "flipped", "rotated")
@@ -318,8 +320,10 @@ def transform_preference(images: torch.Tensor, confidence: Confidence) -> dict[s
 def measure(images: torch.Tensor, confidence: Confidence | None = None) -> Measures:
     """The per-image measurements of uint8 images [N, C, H, W]."""
     x = images.float()
-    frame = torch.ones(images.shape[-2:], dtype=torch.bool)
-    frame[BORDER:-BORDER, BORDER:-BORDER] = False
+    h, w = images.shape[-2:]
+    bh, bw = max(1, round(h * BORDER)), max(1, round(w * BORDER))
+    frame = torch.ones(h, w, dtype=torch.bool)
+    frame[bh:-bh, bw:-bw] = False
     border = x[..., frame].mean(dim=(1, 2))  # [N]
     prefs = transform_preference(images, confidence) if confidence else {}
     return Measures(
@@ -694,7 +698,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.subset = Path(f"data/mnist32_{args.subset_images // 1000}k")
     n_gen = args.generated or (QUICK_GENERATED if args.quick else GENERATED)
     n_real = args.held_out or (QUICK_HELD_OUT if args.quick else HELD_OUT)
-    payload: dict[str, Any] = {"benchmark": "augment", "quick": args.quick, "threads": threads}
+    payload: dict[str, Any] = {
+        "benchmark": "augment",
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "quick": args.quick,
+        "threads": threads,
+    }
 
     arms_in: dict[str, list[Path]] = {}
     for name, folders in args.arm:
