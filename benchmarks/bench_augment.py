@@ -563,7 +563,9 @@ def train(steps: list[dict[str, Any]]) -> dict[str, list[Path]]:
         before = set(outdir.iterdir()) if outdir.is_dir() else set()
         print("$ " + " ".join(step["command"]), flush=True)
         begin = time.perf_counter()
-        done = subprocess.run(step["command"], check=False)
+        tool = Path(sys.executable).parent / step["command"][0]  # this environment's own
+        command = [str(tool) if tool.is_file() else step["command"][0], *step["command"][1:]]
+        done = subprocess.run(command, check=False)
         step["seconds"] = round(time.perf_counter() - begin, 1)
         if done.returncode:
             raise UserError(f"{step['command'][0]} exited with {done.returncode}")
