@@ -431,6 +431,11 @@ class Run:
     spec_hash: str
     resolution: int
     latent_size: int
+    total_images: int | None  # where the spec's schedule ends (None: it sets no total)
+
+    @property
+    def finished(self) -> bool | None:
+        return None if self.total_images is None else self.images_shown >= self.total_images
 
 
 def read_run(arm: str, folder: Path) -> Run:
@@ -449,6 +454,7 @@ def read_run(arm: str, folder: Path) -> Run:
         except ValueError as err:
             raise UserError(f"{run_json}: not JSON ({err})") from None
     assert ckpt.path is not None
+    total_kimg = ckpt.loaded.spec.training.schedule.total_kimg
     return Run(
         arm=arm,
         folder=folder,
@@ -459,6 +465,7 @@ def read_run(arm: str, folder: Path) -> Run:
         spec_hash=ckpt.spec_hash,
         resolution=ckpt.stable_stage().resolution,
         latent_size=arch.latent_size,
+        total_images=None if total_kimg is None else round(total_kimg * 1000),
     )
 
 
@@ -725,6 +732,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     runs = [read_run(name, Path(f)) for name, folders in arms_in.items() for f in folders]
     shown = check_equal_images(runs)
+    for r in runs:
+        if r.finished is False:
+            print(f"note: {r.folder} is at {r.images_shown:,} of {r.total_images:,} images")
     subsets = {r.data for r in runs} if args.subset is None else {args.subset}
     if None in subsets or len(subsets) != 1:
         raise UserError(
@@ -816,7 +826,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload["comparisons"] = compare_arms(rows, baseline)
 
     table = [
-        {"arm": r["arm"], "run": Path(r["run"]).name, "seed": r["seed"], "kimg": shown / 1000}
+        {
+            "arm": r["arm"],
+            "run": Path(r["run"]).name,
+            "seed": r["seed"],
+            "kimg": f"{shown / 1000:g}",
+        }
         | _cell(r, r["leak"])
         for r in rows
     ]
@@ -873,6 +888,7 @@ def evaluate_run(
         "checkpoint": str(r.checkpoint),
         "seed": r.seed,
         "images_shown": r.images_shown,
+        "finished": r.finished,
         "spec_hash": r.spec_hash,
     }
     begin = time.perf_counter()

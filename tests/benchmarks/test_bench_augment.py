@@ -207,6 +207,7 @@ def test_cli_compares_arms_and_caches_the_real_features(
         assert np.isfinite(row["fid"]) and np.isfinite(row["kid"]) and row["swd"] > 0
         assert set(row["leak"]) == {"brightness", "bright_border", "orientation_tv"}
         assert row["inception_img_per_s"] > 0
+        assert row["finished"] is True  # 384 images: the tiny spec's total_kimg 0.384
     none, ada = result["arms"]
     assert none["arm"] == "none" and none["runs"] == 2
     assert none["fid"] == pytest.approx((result["runs"][0]["fid"] + result["runs"][1]["fid"]) / 2)
