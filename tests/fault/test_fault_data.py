@@ -13,7 +13,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +26,7 @@ import pytest
 import progan_dsl
 import progan_dsl.data.create as create_module
 import progan_dsl.data.npyfile as npyfile
+import progan_dsl.fsutil as fsutil
 from progan_dsl.cli import dataset_main
 from progan_dsl.data import ImageDataset
 from progan_dsl.fsutil import FAULT_POINTS, recover_interrupted
@@ -61,27 +65,44 @@ def _create_args(src: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _killed_at(point: str, args: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run `progan-dataset ARGS` in a child that SIGKILLs itself at fault point `point` (an
-    fsutil step) or on entering `create.<point>`."""
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        import progan_dsl.fsutil as fsutil
-        import progan_dsl.data.create as create
-        from progan_dsl.cli import dataset_main
+    """Run `progan-dataset ARGS` in a child process that SIGKILLs itself at fault point `point`
+    (an fsutil step) or on entering `create.<point>`. The child is a fork of this process (its
+    modules already imported: no second start of Python and torch); its stderr comes back."""
+    with tempfile.TemporaryFile("w+") as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                os.dup2(err.fileno(), 2)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                if "torch" in sys.modules:  # no OpenMP pool after a fork: one thread, inline
+                    sys.modules["torch"].set_num_threads(1)
 
-        def die(*args, **kwargs):
-            os.kill(os.getpid(), signal.SIGKILL)
+                def die(*args: object, **kwargs: object) -> None:
+                    os.kill(os.getpid(), signal.SIGKILL)
 
-        if {point!r} in fsutil.FAULT_POINTS:
-            real = fsutil.fault_point
-            fsutil.fault_point = lambda name: die() if name == {point!r} else real(name)
-        else:
-            setattr(create, {point!r}, die)
-        sys.exit(dataset_main({args!r}))
-    """)
-    return subprocess.run(
-        [sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60
-    )
+                if point in FAULT_POINTS:
+                    real = fsutil.fault_point
+                    fsutil.fault_point = lambda name: die() if name == point else real(name)
+                else:
+                    setattr(create_module, point, die)
+                code = dataset_main(args)
+            except BaseException:
+                traceback.print_exc()
+                code = 70
+            finally:
+                sys.stderr.flush()
+            os._exit(code)
+        deadline = time.monotonic() + 60  # a hang guard, as the subprocess timeout was
+        while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"progan-dataset {args} did not end within 60 s")
+            time.sleep(0.005)
+        status = waited[1]
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, code, "", err.read())
 
 
 def _listing(folder: Path) -> list[str]:
@@ -344,16 +365,19 @@ os.system(f"mount -o remount,ro {DISK}")
 results["readonly"] = run("--source", src, "--resolution", "128", "--force")
 os.system(f"mount -o remount,rw {DISK}")
 # Killed after DIR was moved aside, then the disk turned read-only: readers say so, cleanly.
-import signal, subprocess
-kill = (
-    "import os, signal, sys\\n"
-    "import progan_dsl.fsutil as f\\n"
-    "from progan_dsl.cli import dataset_main\\n"
-    "f.fault_point = lambda n: os.kill(os.getpid(), signal.SIGKILL) if n == 'moved-aside' else 0\\n"
-    f"dataset_main(['create', '--source', {SMALL!r}, '--out', {out!r}, '--resolution', '16', "
-    "'--quiet', '--force', '--max-images', '2'])\\n"
-)
-results["killed"] = subprocess.run([sys.executable, "-c", kill]).returncode
+# The killed writer is a fork of this process (its modules already imported).
+import signal
+import progan_dsl.fsutil as f
+pid = os.fork()
+if pid == 0:
+    if "torch" in sys.modules:  # no OpenMP pool after a fork: one thread, inline
+        sys.modules["torch"].set_num_threads(1)
+    f.fault_point = lambda n: os.kill(os.getpid(), signal.SIGKILL) if n == 'moved-aside' else 0
+    dataset_main(['create', '--source', SMALL, '--out', out, '--resolution', '16', '--quiet',
+                  '--force', '--max-images', '2'])
+    os._exit(0)
+status = os.waitpid(pid, 0)[1]
+results["killed"] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 results["missing"] = not os.path.exists(out)
 os.system(f"mount -o remount,ro {DISK}")
 err = io.StringIO()
