@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,18 +229,31 @@ def flip_tensor_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.fixture(scope="module")
+def run_to_256(
+    train_spec: Path, train_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A run folder of the tiny schedule trained to 0.256 kimg by progan-train (each test that
+    damages it works on its own copy)."""
+    outdir = tmp_path_factory.mktemp("to_256")
+    assert train_main(train_argv(train_spec, train_data, outdir, "--kimg", "0.256", "--quiet")) == 0
+    (run,) = outdir.iterdir()
+    return run
+
+
 @pytest.mark.parametrize("damage", ["flipped", "truncated"])
 def test_resume_auto_skips_damaged_newest_checkpoints(
     damage: str,
     reference_run: TrainResult,
+    run_to_256: Path,
     train_spec: Path,
     train_data: Path,
     tmp_path: Path,
     capsys,
 ) -> None:
     outdir = tmp_path / "runs"
-    assert train_main(train_argv(train_spec, train_data, outdir, "--kimg", "0.256", "--quiet")) == 0
-    (run,) = outdir.iterdir()
+    run = outdir / run_to_256.name
+    shutil.copytree(run_to_256, run)
     newest = list_checkpoints(run / "checkpoints")[-1]
     assert newest.name == "checkpoint-000000256.pt"
     if damage == "flipped":
@@ -280,9 +294,9 @@ def test_a_second_trainer_on_the_same_run_folder_is_refused(
 def test_resuming_an_older_checkpoint_abandons_its_future(
     reference_run: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
 ) -> None:
-    outdir = tmp_path / "runs"
-    assert train_main(train_argv(train_spec, train_data, outdir, "--quiet")) == 0
-    (run,) = outdir.iterdir()
+    outdir = tmp_path / "runs"  # the whole schedule trained: a copy of the reference run
+    run = outdir / reference_run.run_dir.name
+    shutil.copytree(reference_run.run_dir, run)
     older = run / "checkpoints" / "checkpoint-000000256.pt"
     later = ["checkpoint-000000288.pt", "checkpoint-000000320.pt"]
     assert (
