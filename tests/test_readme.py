@@ -28,12 +28,15 @@ command in that command's section.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -391,24 +394,32 @@ def test_relative_links_resolve(path: Path) -> None:
 # ---- commands written in the docs use options that exist ------------------------------------
 
 
+def help_text(argv: list[str]) -> str:
+    """What `progan-X ARGS` (argv) prints to stdout, run in this process (the commands print
+    their help without starting a process each): the function the installed console script
+    `progan-X` calls, with ARGS; exit 0 (or argparse's SystemExit(0) after --help) required."""
+    name, args = argv[0], argv[1:]
+    (entry,) = entry_points(group="console_scripts", name=name)
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv
+    sys.argv = [str(BIN / name), *args]  # the program name argparse shows
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = entry.load()(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.argv = saved
+    assert code in (0, None), f"{' '.join(argv)} failed (exit {code}): {err.getvalue()}"
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def helps() -> dict[str, str]:
     """`--help` of every command (and progan-dataset subcommand), keyed by command name."""
-    out: dict[str, str] = {}
-    names = [f"progan-{c}" for c in CLIS]
-    calls = [(n, [n, "--help"]) for n in names]
+    calls = [(f"progan-{c}", [f"progan-{c}", "--help"]) for c in CLIS]
     calls += [(f"progan-dataset {s}", ["progan-dataset", s, "--help"]) for s in DATASET_SUBCOMMANDS]
-    for key, argv in calls:
-        done = subprocess.run(
-            [str(BIN / argv[0]), *argv[1:]],
-            text=True,
-            capture_output=True,
-            env=environment(),
-            timeout=TIMEOUT,
-        )
-        assert done.returncode == 0, f"{' '.join(argv)} failed: {done.stderr}"
-        out[key] = done.stdout
-    return out
+    return {key: help_text(argv) for key, argv in calls}
 
 
 def options_of(help_text: str) -> set[str]:
@@ -443,15 +454,7 @@ _BENCH_HELPS: dict[str, str] = {}
 def bench_help(name: str) -> str:
     """`progan-bench NAME -- --help` (imports torch for some benchmarks: asked only when used)."""
     if name not in _BENCH_HELPS:
-        done = subprocess.run(
-            [str(BIN / "progan-bench"), name, "--", "--help"],
-            text=True,
-            capture_output=True,
-            env=environment(),
-            timeout=TIMEOUT,
-        )
-        assert done.returncode == 0, f"progan-bench {name} -- --help failed: {done.stderr}"
-        _BENCH_HELPS[name] = done.stdout
+        _BENCH_HELPS[name] = help_text(["progan-bench", name, "--", "--help"])
     return _BENCH_HELPS[name]
 
 
