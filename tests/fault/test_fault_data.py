@@ -13,10 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
-import time
-import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,6 +27,7 @@ import progan_dsl.fsutil as fsutil
 from progan_dsl.cli import dataset_main
 from progan_dsl.data import ImageDataset
 from progan_dsl.fsutil import FAULT_POINTS, recover_interrupted
+from tests.fault.forked import run_forked
 
 REPO = Path(progan_dsl.__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -65,44 +63,21 @@ def _create_args(src: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _killed_at(point: str, args: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run `progan-dataset ARGS` in a child process that SIGKILLs itself at fault point `point`
-    (an fsutil step) or on entering `create.<point>`. The child is a fork of this process (its
-    modules already imported: no second start of Python and torch); its stderr comes back."""
-    with tempfile.TemporaryFile("w+") as err:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            try:
-                os.dup2(err.fileno(), 2)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-                if "torch" in sys.modules:  # no OpenMP pool after a fork: one thread, inline
-                    sys.modules["torch"].set_num_threads(1)
+    """Run `progan-dataset ARGS` in a child process (forked) that SIGKILLs itself at fault point
+    `point` (an fsutil step) or on entering `create.<point>`."""
 
-                def die(*args: object, **kwargs: object) -> None:
-                    os.kill(os.getpid(), signal.SIGKILL)
+    def child() -> int:
+        def die(*args: object, **kwargs: object) -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-                if point in FAULT_POINTS:
-                    real = fsutil.fault_point
-                    fsutil.fault_point = lambda name: die() if name == point else real(name)
-                else:
-                    setattr(create_module, point, die)
-                code = dataset_main(args)
-            except BaseException:
-                traceback.print_exc()
-                code = 70
-            finally:
-                sys.stderr.flush()
-            os._exit(code)
-        deadline = time.monotonic() + 60  # a hang guard, as the subprocess timeout was
-        while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise AssertionError(f"progan-dataset {args} did not end within 60 s")
-            time.sleep(0.005)
-        status = waited[1]
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        err.seek(0)
-        return subprocess.CompletedProcess(args, code, "", err.read())
+        if point in FAULT_POINTS:
+            real = fsutil.fault_point
+            fsutil.fault_point = lambda name: die() if name == point else real(name)
+        else:
+            setattr(create_module, point, die)
+        return dataset_main(args)
+
+    return run_forked(child)
 
 
 def _listing(folder: Path) -> list[str]:

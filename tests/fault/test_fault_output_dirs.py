@@ -5,19 +5,19 @@ of a --force replacement is recovered, and a full disk becomes one message."""
 
 from __future__ import annotations
 
+import compileall
 import errno
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
+from importlib.util import cache_from_source
 from pathlib import Path
 
 import pytest
 
 import progan_dsl
 import progan_dsl.codegen.emit as emit_module
+import progan_dsl.fsutil as fsutil
 from progan_dsl.cli import compile_main
 from progan_dsl.errors import UserError
 from progan_dsl.fsutil import (
@@ -27,10 +27,10 @@ from progan_dsl.fsutil import (
     translate_write_errors,
     write_atomic_with,
 )
+from tests.fault.forked import run_forked
 
 REPO = Path(progan_dsl.__file__).resolve().parents[1]
 TINY = REPO / "tests" / "specs" / "tiny.yaml"
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -112,16 +112,10 @@ def test_force_replaces_only_an_earlier_emission_with_nothing_foreign(
         f"error: {out} holds an earlier progan-compile --emit-source output; pass --force to "
         "replace it\n"
     )
-    # Importing the package makes __pycache__: derived from our files, replaced with them.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-c", "import pkg.layers"],
-        cwd=tmp_path,
-        check=True,
-        env={**env, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-    )
-    assert (out / "__pycache__").is_dir()
+    # Importing the package makes __pycache__ (byte code written where an import writes it, here
+    # without importing): derived from our files, replaced with them.
+    assert compileall.compile_dir(out, quiet=1, legacy=False)
+    assert (out / "__pycache__" / Path(cache_from_source(str(out / "layers.py"))).name).is_file()
     assert compile_main([str(TINY), "--emit-source", str(out), "--fuse", "--force"]) == 0
     assert _without_marker(out) == emissions["fused"]
     (out / "notes.md").write_text("mine")
@@ -165,19 +159,15 @@ def test_sigkill_during_a_forced_emission_is_recovered(
 ) -> None:
     out = tmp_path / "pkg"
     assert compile_main([str(TINY), "--emit-source", str(out), "--no-fuse"]) == 0
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        import progan_dsl.fsutil as fsutil
-        from progan_dsl.cli import compile_main
+
+    def child() -> int:  # in a forked process
         real = fsutil.fault_point
-        fsutil.fault_point = (
-            lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == {point!r} else real(name)
+        fsutil.fault_point = lambda name: (
+            os.kill(os.getpid(), signal.SIGKILL) if name == point else real(name)
         )
-        sys.exit(compile_main([{str(TINY)!r}, "--emit-source", {str(out)!r}, "--fuse", "--force"]))
-    """)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=120
-    )
+        return compile_main([str(TINY), "--emit-source", str(out), "--fuse", "--force"])
+
+    proc = run_forked(child, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     if point == "complete":
         assert _without_marker(out) == emissions["plain"]  # untouched so far
