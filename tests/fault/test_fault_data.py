@@ -27,7 +27,7 @@ import progan_dsl.fsutil as fsutil
 from progan_dsl.cli import dataset_main
 from progan_dsl.data import ImageDataset
 from progan_dsl.fsutil import FAULT_POINTS, recover_interrupted
-from tests.fault.forked import run_forked
+from tests.forked import run_forked
 
 REPO = Path(progan_dsl.__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -27,7 +27,7 @@ from progan_dsl.fsutil import (
     translate_write_errors,
     write_atomic_with,
 )
-from tests.fault.forked import run_forked
+from tests.forked import run_forked
 
 REPO = Path(progan_dsl.__file__).resolve().parents[1]
 TINY = REPO / "tests" / "specs" / "tiny.yaml"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,25 +20,13 @@ from progan_dsl.ir.dump import dump
 from progan_dsl.spec import load_spec, load_spec_text
 from progan_dsl.train.loop import TrainingDiverged, TrainOptions, TrainResult, train
 from tests.conftest import TRAIN_SEED
+from tests.forked import run_forked
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = TRAIN_SEED
 # Killed after the iteration that reaches 240 images: the last checkpoint is at 224 images,
 # in the middle of the 16x16 fade-in (192-256 images, alpha 0.5 there).
 KILL_AT = 240
 RESUME_FROM = 224
-
-KILL_SCRIPT = """
-import os, signal, sys
-from progan_dsl.train.loop import TrainOptions, train
-
-def hook(trainer):
-    if trainer.images_shown >= int(sys.argv[4]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-train(TrainOptions(spec=sys.argv[1], data=sys.argv[2], outdir=sys.argv[3], device="cpu",
-                   progress=False, threads=1, seed=int(sys.argv[5])), on_iteration=hook)
-"""
 
 TIMING = {"img_per_s", "elapsed_s", "time"}  # the only log fields allowed to differ between runs
 
@@ -122,23 +108,15 @@ def test_sigkill_in_a_fade_in_then_resume_is_bitwise_identical(
     uninterrupted: TrainResult, train_spec: Path, train_data: Path, tmp_path: Path
 ) -> None:
     outdir = tmp_path / "b"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KILL_SCRIPT,
-            str(train_spec),
-            str(train_data),
-            str(outdir),
-            str(KILL_AT),
-            str(SEED),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+
+    def hook(trainer: object) -> None:
+        if trainer.images_shown >= KILL_AT:  # type: ignore[attr-defined]
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def killed_run() -> None:  # in a forked process
+        train(options(train_spec, train_data, outdir, seed=SEED), on_iteration=hook)
+
+    killed = run_forked(killed_run, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     # the run folder is intact after the kill
