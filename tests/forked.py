@@ -29,6 +29,9 @@ def run_forked(
             try:
                 os.dup2(err.fileno(), 2)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                # the test runner's capturing objects stay behind: print to the new descriptors
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
                 if "torch" in sys.modules:  # no OpenMP pool survives a fork: one thread, inline
                     sys.modules["torch"].set_num_threads(1)
                 code = body() or 0
