@@ -470,6 +470,14 @@ ADA_BGC: tuple[AdaTransform, ...] = (  # ADA's recommended 'bgc' pipeline: blit,
     "hue",
     "saturation",
 )
+# StyleGAN2-ADA's --augpipe names of the groups this project offers (its 'bgc' is the default)
+ADA_PIPES: dict[str, tuple[AdaTransform, ...]] = {
+    "blit": ADA_BGC[:3],
+    "geom": ADA_BGC[3:7],
+    "color": ADA_BGC[7:],
+    "bg": ADA_BGC[:7],
+    "bgc": ADA_BGC,
+}
 DiffAugmentPolicy = Literal["color", "translation", "cutout"]
 DIFFAUGMENT_ALL: tuple[DiffAugmentPolicy, ...] = ("color", "translation", "cutout")
 

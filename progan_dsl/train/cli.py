@@ -41,6 +41,7 @@ examples:
   progan-train specs/mnist_32.yaml --resume runs/00003-mnist_32/checkpoints/checkpoint-000120000.pt
   progan-train specs/mnist_32.yaml --set training.schedule.total_kimg=120 --dry-run
   progan-train specs/ffhq_256.yaml --data data/ffhq --snap 10 --mirror --metrics swd,fid
+  progan-train specs/mnist_32.yaml --data data/mnist32_2k --aug ada --target 0.6
   torchrun --standalone --nproc_per_node 2 -m progan_dsl.train specs/mnist_32.yaml --device cpu
   torchrun --standalone --nproc_per_node 4 --max-restarts 3 -m progan_dsl.train \
       specs/celebahq_1024.yaml --data data/celebahq --resume auto
@@ -80,6 +81,30 @@ def add_stylegan_options(p: argparse.ArgumentParser) -> None:
         help="metrics computed during training: training.evaluation.metrics (swd, msssim, fid, "
         "kid, or a preset whose image counts an evaluation matches: fid10k, fid5k, swd16k), at "
         "every checkpoint unless the spec sets training.evaluation.every_kimg",
+    )
+    p.add_argument(
+        "--aug",
+        choices=("ada", "fixed", "noaug", "diffaugment"),
+        help="augmentation of every image D sees: training.augment (StyleGAN2-ADA's --aug: ada "
+        "adapts p, fixed holds --p, noaug turns it off; diffaugment: DiffAugment's policies; "
+        "default: the spec's)",
+    )
+    p.add_argument(
+        "--p",
+        type=probability,
+        metavar="P",
+        help="augmentation probability: the fixed p (--aug fixed) or ADA's initial p",
+    )
+    p.add_argument(
+        "--target",
+        type=heuristic_target,
+        metavar="T",
+        help="target of ADA's overfitting heuristic: training.augment.target",
+    )
+    p.add_argument(
+        "--augpipe",
+        choices=("blit", "geom", "color", "bg", "bgc"),
+        help="ADA's transforms by group (StyleGAN2-ADA's names): training.augment.transforms",
     )
 
 
@@ -178,6 +203,28 @@ def kimg_amount(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """`--p 0.2`: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability (0 to 1)")
+    return value
+
+
+def heuristic_target(text: str) -> float:
+    """`--target 0.6`: a number strictly between -1 and 1 (the heuristics' range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not -1.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between -1 and 1 (exclusive)")
+    return value
+
+
 def on_off(text: str) -> bool:
     """`--mirror=1`: 1/0, true/false, yes/no, on/off."""
     value = text.strip().lower()
@@ -251,8 +298,10 @@ def style_overrides(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     from progan_dsl.spec import load_spec
 
     out: list[tuple[str, list[str]]] = []
+    augment_options = (args.aug, args.p, args.target, args.augpipe)
     if args.snap is None and args.mirror is None and args.metrics is None:
-        return out
+        if all(option is None for option in augment_options):
+            return out
     base = load_spec(args.spec, overrides=args.overrides).spec.training
     every = base.snapshot.every_kimg
     if args.snap is not None:
@@ -269,7 +318,59 @@ def style_overrides(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         if base.evaluation.every_kimg is None:  # as StyleGAN does: at every snapshot
             sets.append(f"training.evaluation.every_kimg={every!r}")
         out.append((f"--metrics {choice.text}", sets))
+    if any(option is not None for option in augment_options):
+        out.append(augment_overrides(args, base.augment))
     return out
+
+
+def augment_overrides(args: argparse.Namespace, current: Any) -> tuple[str, list[str]]:
+    """StyleGAN2-ADA's --aug/--p/--target/--augpipe as `--set`s of training.augment, given the
+    spec's `current` augmentation."""
+    from progan_dsl.spec.models import ADA_PIPES, AdaAugment
+
+    given = [
+        f"--{name} {value}"
+        for name, value in (
+            ("aug", args.aug),
+            ("p", args.p),
+            ("target", args.target),
+            ("augpipe", args.augpipe),
+        )
+        if value is not None
+    ]
+    label = " ".join(given)
+    tweaks = [f"--{n}" for n in ("p", "target", "augpipe") if getattr(args, n) is not None]
+    what = f"{' and '.join(tweaks)} {'sets' if len(tweaks) == 1 else 'set'} ADA's augmentation"
+    if args.aug in ("noaug", "diffaugment"):
+        if tweaks:
+            raise UserError(f"{what}; --aug {args.aug} has none (use --aug ada or --aug fixed)")
+        if args.aug == "noaug":
+            return label, ["training.augment=null"]
+        return label, ["training.augment={kind: diffaugment}"]
+    ada = current if isinstance(current, AdaAugment) else None
+    if args.aug is None and ada is None:
+        raise UserError(
+            f"{what}, and spec {args.spec} has "
+            f"{'none' if current is None else current.kind}: add --aug ada or --aug fixed"
+        )
+    fixed = args.aug == "fixed" or (args.aug is None and ada is not None and ada.p is not None)
+    fields: dict[str, str] = {}
+    if args.aug == "fixed" and args.p is None and (ada is None or ada.p is None):
+        raise UserError("--aug fixed needs --p P (the probability to hold)")
+    if args.p is not None:
+        fields["p" if fixed else "initial_p"] = repr(args.p)
+    if args.aug == "ada":
+        fields["p"] = "null"
+    if args.target is not None:
+        if fixed:
+            raise UserError("--target steers an adaptive p; with a fixed p it has no effect")
+        fields["target"] = repr(args.target)
+    if args.augpipe is not None:
+        fields["transforms"] = "[" + ", ".join(ADA_PIPES[args.augpipe]) + "]"
+    if ada is None:
+        inner = ", ".join(["kind: ada", *(f"{k}: {v}" for k, v in fields.items())])
+        return label, [f"training.augment={{{inner}}}"]
+    return label, [f"training.augment.{k}={v}" for k, v in fields.items()]
 
 
 def dry_run(loaded: LoadedSpec, kimg: float | None, device: str | None) -> str:

@@ -323,3 +323,57 @@ def test_an_augmented_run_resumes_bitwise_inside_an_adjustment_interval(
 
     with Image.open(whole.run_dir / "plots" / "losses.png") as plot:  # type: ignore[attr-defined]
         assert plot.height == 8 * 90  # three panels (9 x 8 inches at 90 dpi) instead of two
+
+
+# -- StyleGAN2-ADA's options ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "sets", "shown"),
+    [
+        (["--aug", "ada"], "training.augment={kind: ada, p: null}", "ada, p adaptive from 0 ("),
+        (
+            ["--aug", "fixed", "--p", "0.2"],
+            "training.augment={kind: ada, p: 0.2}",
+            "ada, p 0.2 fixed, transforms all 12 (bgc)",
+        ),
+        (
+            ["--aug", "ada", "--target", "0.4", "--augpipe", "blit"],
+            "training.augment={kind: ada, p: null, target: 0.4, "
+            "transforms: [xflip, rotate90, xint]}",
+            "ada, p adaptive from 0 (sign_gap -> 0.4, every 4 D steps, 0 -> 1 in 500 kimg), "
+            "transforms xflip, rotate90, xint",
+        ),
+        (["--aug", "diffaugment"], "training.augment={kind: diffaugment}", "diffaugment, color"),
+    ],
+)
+def test_stylegan_augment_options_set_the_spec(
+    argv: list[str], sets: str, shown: str, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from progan_dsl.train.cli import main
+
+    assert main(["specs/mnist_32.yaml", *argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"options     {' '.join(argv)}: {sets}\n" in out
+    assert f"\naugment     {shown}" in out
+
+
+def test_augment_options_on_a_spec_that_has_ada_and_their_errors(capsys) -> None:  # type: ignore[no-untyped-def]
+    from progan_dsl.cli import train_main
+    from progan_dsl.train.cli import main
+
+    assert main(["specs/mnist_32_augment.yaml", "--p", "0.3", "--target", "0.5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "training.augment.initial_p=0.3, training.augment.target=0.5" in out
+    assert main(["specs/mnist_32_augment.yaml", "--aug", "noaug", "--dry-run"]) == 0
+    assert "\naugment " not in capsys.readouterr().out
+    for argv, message in [
+        (["--aug", "fixed"], "--aug fixed needs --p P (the probability to hold)"),
+        (["--p", "0.3"], "--p sets ADA's augmentation, and spec specs/mnist_32.yaml has none: "),
+        (["--aug", "noaug", "--target", "0.1"], "--target sets ADA's augmentation; --aug noaug "),
+        (["--aug", "fixed", "--p", "0.1", "--target", "0.2"], "--target steers an adaptive p"),
+        (["--p", "1.5"], "argument --p: '1.5' is not a probability (0 to 1)"),
+        (["--target", "-1"], "argument --target: '-1' is not between -1 and 1 (exclusive)"),
+    ]:
+        assert train_main(["specs/mnist_32.yaml", *argv, "--dry-run"]) == 2, argv
+        assert message in capsys.readouterr().err, argv
