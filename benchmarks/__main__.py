@@ -19,7 +19,7 @@ from progan_dsl.errors import UserError
 
 ALL = ["compile", "loader", "metrics", "inference", "train"]
 # run only when named: they need labelled data or training runs
-ON_REQUEST = ["conditional", "ada_heuristics", "augment"]
+ON_REQUEST = ["conditional", "ada_heuristics", "augment", "augment_cost"]
 PROG = "progan-bench"
 
 EXAMPLES = f"""benchmarks: {", ".join(ALL)}; when named: {", ".join(ON_REQUEST)}

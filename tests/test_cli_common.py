@@ -175,7 +175,8 @@ def test_bench_bad_input_is_one_message_and_exit_2(capsys: pytest.CaptureFixture
     assert bench_main(["nope"]) == 2
     assert capsys.readouterr().err == (
         "error: progan-bench: unknown benchmark 'nope' (available: compile, loader, metrics, "
-        "inference, train, conditional); options for the benchmarks go after --\n"
+        "inference, train, conditional, ada_heuristics, augment, augment_cost); options for the "
+        "benchmarks go after --\n"
     )
     assert bench_main(["compile", "--", "--bogus"]) == 2
     assert capsys.readouterr().err == (
