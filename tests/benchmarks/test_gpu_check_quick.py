@@ -59,8 +59,8 @@ def test_quick_check_results_hold_the_figures_the_targets_read(quick) -> None:  
     assert all(all(r["checks"].values()) for r in smoke["runs"])
     train = result["steps"]["train_bench"]["result"]
     assert [(r["resolution"], r["batch"], r["path"]) for r in train["rows"]] == [
-        (16, 8, "plain"),
-        (16, 8, "fast"),
+        (8, 8, "plain"),
+        (8, 8, "fast"),
     ]
     assert all(r["img_s"] > 0 for r in train["rows"]) and train["rows"][0]["lsgan_iter_ms"] > 0
     assert isinstance(train["rows"][0]["gp_share"], float)  # measured (noisy at this size)
