@@ -1,5 +1,5 @@
 """The augmentation-cost benchmark's quick form on the tiny spec: each arm's trainer is what its
-name says (augmented or not), the table's costs are its own times' ratios, and the JSON holds them."""
+name says (augmented or not), the table's costs are its own times' ratios, the JSON holds them."""
 
 from __future__ import annotations
 
