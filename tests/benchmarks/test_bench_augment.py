@@ -1,5 +1,6 @@
 """The augmentation benchmark on the CPU without Inception or training: the leak statistics pass
-real digits against other real digits and flag inverted, mirrored and rotated ones; the CLI on
+real digits against other real digits, flag inverted, mirrored and rotated ones, and only shifts
+towards the transformed reals; the CLI on
 tiny run folders (FID and KID through a cheap stand-in feature extractor: the cache of the reals'
 features is filled once and then reused; the real Inception path is what `progan-metrics` tests
 cover); refusals with exit 2 (unequal images shown, a subset of other images, bad options); the
@@ -17,12 +18,14 @@ import torch
 
 from benchmarks import bench_augment
 from benchmarks.bench_augment import (
+    JUDGED,
     LEAK_STATS,
     check_split,
     leak_verdicts,
     measure,
     real_reference,
     set_statistics,
+    transformed_statistics,
 )
 from progan_dsl.cli import bench_main
 from progan_dsl.data import CreateOptions, ImageDataset, create_dataset
@@ -102,26 +105,63 @@ def test_leak_statistics_pass_reals_and_flag_leaks(data: dict[str, Path]) -> Non
     bank, reference, other = reals[:400], reals[400:700], reals[700:]
     judge = _nearest_real(bank)
     real = measure(reference, judge)
-    ref = real_reference(real, None, len(other))
+    transformed = transformed_statistics(reference, reference, judge)
+    ref = real_reference(real, None, len(other), transformed)
     assert set(ref) == set(LEAK_STATS)
+    assert {k: v["transform"] for k, v in ref.items()} == {
+        "brightness": "lumaflip", "bright_border": "lumaflip", "handedness": "xflip",
+        "wide": "rotate90", "flipped": "xflip", "rotated": "rotate90",
+    }  # fmt: skip
     assert ref["bright_border"]["real"] == 0.0  # MNIST's background is black
+    assert ref["bright_border"]["transformed"] == 1.0
+    assert ref["brightness"]["transformed"] == pytest.approx(255 - ref["brightness"]["real"])
+    assert ref["wide"]["real"] < 0.2 < 0.8 < ref["wide"]["transformed"]  # digits stand upright
     # a fraction's spread is never below a binomial count: p = 1 / n at n = 300 and M = 300
     n = len(other)
     assert ref["bright_border"]["spread"] == pytest.approx(np.sqrt((1 / n) * (1 - 1 / n) * (2 / n)))
-    hist = real.orientation.sum(axis=0)
 
     def verdicts(images: torch.Tensor) -> dict[str, bool]:
-        stats = set_statistics(measure(images, judge), hist)
-        return {k: v["leak"] for k, v in leak_verdicts(stats, ref).items()}
+        """Beyond the reals' spread towards the transform (judged statistic or not)."""
+        stats = set_statistics(measure(images, judge))
+        found = leak_verdicts(stats, ref)
+        assert all(v["leak"] == (v["beyond"] and k in JUDGED) for k, v in found.items())
+        return {k: v["beyond"] for k, v in found.items()}
 
     assert verdicts(other) == dict.fromkeys(LEAK_STATS, False)  # reals against reals
     inverted = verdicts(255 - other)
     assert inverted["brightness"] and inverted["bright_border"]
-    assert not inverted["orientation_tv"]  # gradient orientation modulo pi ignores the sign
+    assert not inverted["handedness"]  # gradient orientation modulo pi ignores the sign
     mirrored = verdicts(torch.flip(other, dims=[3]))
-    assert mirrored["flipped"] and not mirrored["brightness"] and not mirrored["bright_border"]
+    assert mirrored["flipped"] and mirrored["handedness"]
+    assert not (mirrored["brightness"] or mirrored["bright_border"] or mirrored["wide"])
     turned = verdicts(torch.rot90(other, 1, dims=[2, 3]))
-    assert turned["rotated"] and turned["orientation_tv"] and not turned["brightness"]
+    assert turned["rotated"] and turned["wide"] and not turned["brightness"]
+
+
+def test_only_a_shift_towards_the_transformed_reals_is_a_leak() -> None:
+    ref = {"wide": {"real": 0.1, "spread": 0.01, "transformed": 0.9, "transform": "rotate90"}}
+    far = leak_verdicts({"wide": 0.2}, ref)["wide"]  # 10 spreads towards the turned digits
+    assert far["leak"] and far["beyond"] and far["toward"] == pytest.approx(0.125)
+    assert not leak_verdicts({"wide": 0.0}, ref)["wide"]["leak"]  # 10 spreads the other way
+    assert not leak_verdicts({"wide": 0.129}, ref)["wide"]["leak"]  # within 3 spreads
+    unknown = {"wide": {"real": 0.1, "spread": 0.01, "transform": "rotate90"}}
+    assert leak_verdicts({"wide": 0.0}, unknown)["wide"]["leak"]  # no direction: either way
+    assert leak_verdicts({"wide": 0.0}, unknown)["wide"]["toward"] is None
+    shown = {"flipped": {"real": 0.1, "spread": 0.01, "transformed": 0.9, "transform": "xflip"}}
+    verdict = leak_verdicts({"flipped": 0.5}, shown)["flipped"]  # not a judged statistic
+    assert verdict["beyond"] and not verdict["leak"] and not verdict["judged"]
+    assert JUDGED == ("bright_border", "handedness", "wide")
+
+
+def test_handedness_and_wide_by_hand() -> None:
+    bar = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    for i in range(12):  # a stroke leaning right, as handwriting does: top to the right
+        bar[0, 0, 2 + i, 10 - i // 2 : 12 - i // 2] = 255
+    assert bench_augment.wide(bar)[0] == 0.0  # taller than wide
+    assert bench_augment.wide(torch.rot90(bar, 1, dims=[2, 3]))[0] == 1.0
+    lean = bench_augment.handedness(bar)[0]
+    assert bench_augment.handedness(torch.flip(bar, dims=[3]))[0] == 1.0 - lean
+    assert bench_augment.handedness(255 - bar)[0] == lean  # orientation modulo pi
 
 
 def test_orientation_histogram_by_hand() -> None:
@@ -205,7 +245,8 @@ def test_cli_compares_arms_and_caches_the_real_features(
     ]  # fmt: skip
     for row in result["runs"]:
         assert np.isfinite(row["fid"]) and np.isfinite(row["kid"]) and row["swd"] > 0
-        assert set(row["leak"]) == {"brightness", "bright_border", "orientation_tv"}
+        assert set(row["leak"]) == {"brightness", "bright_border", "handedness", "wide"}
+        assert all("transformed" in v for v in row["leak"].values())
         assert row["inception_img_per_s"] > 0
         assert row["finished"] is True  # 384 images: the tiny spec's total_kimg 0.384
     none, ada = result["arms"]
