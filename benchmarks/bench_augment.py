@@ -10,7 +10,9 @@ Data: every run's `run.json` names its training set, a subset made by `progan-da
 without --max-images and --seed). This is checked image by image. The held-out reals are the
 next `--held-out` images of that permutation, `permutation[N:N+M]`, never shown in training.
 Their Inception features are cached by dataset index in `--cache-dir`
-(`augment-inception-<dataset>.npz`), so later runs and arms compute only what is missing.
+(`augment-inception-<dataset>.npz`), so later runs and arms compute only what is missing; the
+generated images' features are cached by the images' bytes (`augment-generated-<digest>.npz`),
+so a run evaluated again beside other arms costs no Inception time.
 
 Per run, the EMA generator of the newest checkpoint draws `--generated` images from latents of
 `--seed` (`progan_dsl.generate.latents`). FID and KID (Inception-v3, `progan_dsl.metrics.fid`)
@@ -279,6 +281,36 @@ def cached_real_features(
         "img_per_s": round(len(missing) / seconds, 2) if seconds else None,
     }
     return out, info
+
+
+def cached_generated_features(
+    images: torch.Tensor, desc: str, cache_dir: Path
+) -> tuple[torch.Tensor, bool]:
+    """(Inception features [N, 2048] of generated images, whether they came from the cache). The
+    cache is keyed by the images' bytes and the extractor: a run evaluated again with the same
+    checkpoint, latents and count reads them instead of running Inception."""
+    from progan_dsl.metrics.inception import FEATURE_EXTRACTOR
+
+    digest = hashlib.sha256(images.numpy().tobytes())
+    digest.update(f"{tuple(images.shape)}:{FEATURE_EXTRACTOR}".encode())
+    path = cache_dir / f"augment-generated-{digest.hexdigest()[:16]}.npz"
+    known, feats = _read_features(path)
+    if len(feats) == len(images):
+        return torch.from_numpy(feats), True
+    out = inception_features(images, desc=desc)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                indices=np.arange(len(images)),
+                features=out.numpy(),
+                extractor=np.array(FEATURE_EXTRACTOR),
+            )
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic_with(path, write)
+    return out, False
 
 
 def calibrate_inception(n: int = CALIBRATION_IMAGES) -> float:
@@ -991,9 +1023,12 @@ def evaluate_run(
         )
 
         begin = time.perf_counter()
-        fake_features = inception_features(fakes, desc=f"generated, {r.folder.name}")
+        fake_features, cached = cached_generated_features(
+            fakes, f"generated, {r.folder.name}", args.cache_dir
+        )
         seconds["inception"] = time.perf_counter() - begin
-        row["inception_img_per_s"] = n_gen / seconds["inception"]
+        row["generated_features"] = "cached" if cached else "computed"
+        row["inception_img_per_s"] = None if cached else n_gen / seconds["inception"]
         begin = time.perf_counter()
         row["fid"] = fid_from_stats(real_stats, FeatureStats.from_features(fake_features))
         row["kid"] = kernel_inception_distance(real_stats.features, fake_features, seed=0)

@@ -262,11 +262,13 @@ def test_cli_compares_arms_and_caches_the_real_features(
     assert "24 generated vs 40 held-out reals (SWD: 24 each)" in printed
     assert "mean of 2" in printed and "seed 1: none -> ada: FID" in printed
 
-    # a second call reads the reals' features from the cache
+    assert {r["generated_features"] for r in result["runs"]} == {"computed"}
+
+    # a second call reads the reals' features and those of a run's images from the cache
     features.images = 0
     again = bench_augment.run([*args[4:], "--arm", f"more={runs['none', 0]}", "--no-write"])
     assert again["real_features"]["computed"] == 0 and again["real_features"]["reused"] == 40
-    assert features.images == calibration + 24
+    assert features.images == calibration and again["runs"][0]["generated_features"] == "cached"
     assert again["runs"][0]["fid"] == pytest.approx(result["runs"][0]["fid"])
 
 
