@@ -37,6 +37,7 @@ from progan_dsl.paper import (
     ADA_INTERVAL,
     ADA_SPEED_KIMG,
     ADA_TARGET_SIGN_GAP,
+    ADA_TARGET_SIGN_REAL,
     ADAM_BETA1,
     ADAM_BETA2,
     ADAM_EPS,
@@ -513,7 +514,8 @@ class AdaAugment(Model):
         gt=-1,
         lt=1,
         description="Value of the heuristic p is steered to: p rises while the heuristic is above "
-        "it.",
+        f"it (default: {ADA_TARGET_SIGN_GAP} for sign_gap, measured on WGAN-GP runs; ADA's "
+        f"{ADA_TARGET_SIGN_REAL} for sign_real).",
     )
     interval: StrictInt = Field(
         ADA_INTERVAL, ge=1, le=1024, description="D steps between adjustments of p (ADA: 4)."
@@ -523,6 +525,12 @@ class AdaAugment(Model):
         gt=0,
         description="Images (kimg) over which p can move from 0 to 1 (ADA: 500).",
     )
+
+    @model_validator(mode="after")
+    def default_target_of_the_heuristic(self) -> AdaAugment:
+        if "target" not in self.model_fields_set and self.heuristic == "sign_real":
+            object.__setattr__(self, "target", ADA_TARGET_SIGN_REAL)
+        return self
 
     def describe(self) -> str:
         names = "all 12 (bgc)" if len(set(self.transforms)) == len(ADA_BGC) else None

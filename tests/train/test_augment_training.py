@@ -17,6 +17,7 @@ import torch
 from progan_dsl.checkpoint import Checkpoint
 from progan_dsl.compiler import compile_spec
 from progan_dsl.errors import UserError
+from progan_dsl.paper import ADA_TARGET_SIGN_REAL
 from progan_dsl.spec import load_spec_text
 from progan_dsl.spec.models import ADA_BGC, AdaAugment
 from progan_dsl.train import augmenter as augmenter_module
@@ -97,6 +98,11 @@ def test_spec_defaults_and_the_hash_of_specs_without_augmentation() -> None:
         "ada, p adaptive from 0 (sign_gap -> 0.6, every 4 D steps, 0 -> 1 in 500 kimg), "
         "transforms all 12 (bgc)"
     )
+    # the target's default follows the heuristic (ADA's 0.6 for its r_t); a given one is kept
+    real = load_spec_text(with_augment("{kind: ada, heuristic: sign_real}")).spec.training.augment
+    assert isinstance(real, AdaAugment) and real.target == ADA_TARGET_SIGN_REAL
+    given = "{kind: ada, heuristic: sign_real, target: 0.25}"
+    assert load_spec_text(with_augment(given)).spec.training.augment.target == 0.25  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
