@@ -910,8 +910,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         known = len(np.intersect1d(_read_features(path)[0], held))
         todo = n_real - known + n_gen * len(runs)
         print(
-            f"Inception: {speed:.2f} img/s here now; {todo:,} images to read (held-out reals "
-            f"cached: {known:,} of {n_real:,}), about {todo / speed / 60:.0f} min",
+            f"Inception: {speed:.2f} img/s here now; at most {todo:,} images to read (held-out "
+            f"reals cached: {known:,} of {n_real:,}; generated images read before are cached "
+            f"too), at most {todo / speed / 60:.0f} min",
             flush=True,
         )
         features, payload["real_features"] = cached_real_features(
