@@ -40,8 +40,9 @@ demo-conditional: setup
 	$(VENV)/bin/progan-dataset create --source mnist --out data/mnist32 --resolution 32 --labels --skip-existing
 	$(VENV)/bin/progan-train specs/mnist_32_conditional.yaml --data data/mnist32 --outdir runs/conditional --device cpu
 
-# Two worker processes (pytest-xdist): 1,211 tests in 6 min 10-35 s on 2 idle cores (AMD EPYC),
-# 12 min 51 s beside two CPU-bound processes; three workers are no faster (the tests are CPU-bound).
+# Two worker processes (pytest-xdist): 1,292 tests (13 skipped without a GPU) in 4 min 42 s to
+# 6 min 11 s on 2 idle cores (the slower on an AVX2 machine, with setup 8 min 10 s from a fresh
+# clone); three workers are no faster (the tests are CPU-bound).
 test: setup
 	$(PY) -m pytest -q -n 2
 
