@@ -95,6 +95,7 @@ BRIGHT_LEVEL = 127.5  # a border brighter than mid-grey on average is "bright"
 ORIENTATION_BINS = 8
 LEAK_STATS = ("brightness", "bright_border", "handedness", "wide", "flipped", "rotated")
 CLASSIFIER_STATS = ("flipped", "rotated")
+FRACTIONS = ("bright_border", "handedness", "wide", *CLASSIFIER_STATS)  # the rest: a mean value
 # The statistics a leak verdict reads: each moves with one transform and not with G's skill.
 # The others are shown with their `toward` but not judged: on 2,000 digits, generators trained
 # without augmentation (which cannot leak it) put them beyond the reals' spread by themselves
@@ -243,13 +244,23 @@ def _read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return empty
 
 
+def _write_features(path: Path, indices: np.ndarray, features: np.ndarray) -> None:
+    """Save a feature cache (atomically: a kill leaves the old file or the new one)."""
+    from progan_dsl.metrics.inception import FEATURE_EXTRACTOR
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, indices=indices, features=features, extractor=np.array(FEATURE_EXTRACTOR))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic_with(path, write)
+
+
 def cached_real_features(
     full: Path, indices: np.ndarray, resolution: int, cache_dir: Path
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Inception features [M, 2048] of the full dataset's images at `indices`: those in the cache
     are read, the rest computed `CACHE_CHUNK` at a time, each chunk saved to the cache at once."""
-    from progan_dsl.metrics.inception import FEATURE_EXTRACTOR
-
     path = feature_cache_path(full, resolution, cache_dir)
     known, feats = _read_features(path)
     missing = indices[~np.isin(indices, known)]  # in the order asked: a prefix fills first
@@ -264,13 +275,7 @@ def cached_real_features(
         seconds += time.perf_counter() - begin
         known = np.concatenate([known, chunk])
         feats = np.concatenate([feats, new]) if len(feats) else new
-
-        def write(tmp: Path, known: np.ndarray = known, feats: np.ndarray = feats) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, indices=known, features=feats, extractor=np.array(FEATURE_EXTRACTOR))
-
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic_with(path, write)
+        _write_features(path, known, feats)
     row = {int(i): r for r, i in enumerate(known)}
     out = torch.from_numpy(feats[[row[int(i)] for i in indices]])
     info = {
@@ -294,22 +299,11 @@ def cached_generated_features(
     digest = hashlib.sha256(images.numpy().tobytes())
     digest.update(f"{tuple(images.shape)}:{FEATURE_EXTRACTOR}".encode())
     path = cache_dir / f"augment-generated-{digest.hexdigest()[:16]}.npz"
-    known, feats = _read_features(path)
+    _, feats = _read_features(path)
     if len(feats) == len(images):
         return torch.from_numpy(feats), True
     out = inception_features(images, desc=desc)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                indices=np.arange(len(images)),
-                features=out.numpy(),
-                extractor=np.array(FEATURE_EXTRACTOR),
-            )
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic_with(path, write)
+    _write_features(path, np.arange(len(images)), out.numpy())
     return out, False
 
 
@@ -442,7 +436,8 @@ def transformed_statistics(
     out: dict[str, float] = {}
     for name, transform in LEAK_TRANSFORMS.items():
         stats = set_statistics(measure(transform(reals)))
-        if unseen is not None and confidence is not None:
+        judged_by_classifier = any(DETECTS[k] == name for k in CLASSIFIER_STATS)
+        if unseen is not None and confidence is not None and judged_by_classifier:
             stats.update(
                 {k: v for k, v in set_statistics(measure(transform(unseen), confidence)).items()
                  if k in CLASSIFIER_STATS}
@@ -490,11 +485,15 @@ def real_reference(
         value = whole[key]
         assert value is not None
         spread = scale * float(np.std(samples[key]))
-        if key != "brightness":  # a fraction
+        if key in FRACTIONS:
             p = max(value, 1.0 / n)
             spread = max(spread, math.sqrt(p * (1.0 - p) * (1.0 / n + 1.0 / m)))
-        out[key] = {"real": value, "spread": spread, "reference_images": m}
-        out[key]["transform"] = DETECTS[key]
+        out[key] = {
+            "real": value,
+            "spread": spread,
+            "reference_images": m,
+            "transform": DETECTS[key],
+        }
         if transformed is not None and key in transformed:
             out[key]["transformed"] = transformed[key]
     return out

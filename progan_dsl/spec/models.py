@@ -514,8 +514,8 @@ class AdaAugment(Model):
         gt=-1,
         lt=1,
         description="Value of the heuristic p is steered to: p rises while the heuristic is above "
-        f"it (default: {ADA_TARGET_SIGN_GAP} for sign_gap, measured on WGAN-GP runs; ADA's "
-        f"{ADA_TARGET_SIGN_REAL} for sign_real).",
+        f"it (default: ADA's {ADA_TARGET_SIGN_REAL} for sign_real; {ADA_TARGET_SIGN_GAP} for "
+        "sign_gap, ADA's value carried over, not tuned).",
     )
     interval: StrictInt = Field(
         ADA_INTERVAL, ge=1, le=1024, description="D steps between adjustments of p (ADA: 4)."
