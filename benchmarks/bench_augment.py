@@ -8,7 +8,9 @@ Data: every run's `run.json` names its training set, a subset made by `progan-da
 --source mnist --out SUBSET --resolution 32 --labels --max-images N --seed S`: the images
 `default_rng(S).permutation(T)[:N]` of the full dataset `--full` (T images, made the same way
 without --max-images and --seed). This is checked image by image. The held-out reals are the
-next `--held-out` images of that permutation, `permutation[N:N+M]`, never shown in training.
+next `--held-out` images of that permutation, `permutation[N:N+M]`, never shown in training
+(`--held-out-from K`: `permutation[K:K+M]`, K >= N, so runs on subsets of different sizes N
+can be compared with the same reals).
 Their Inception features are cached by dataset index in `--cache-dir`
 (`augment-inception-<dataset>.npz`), so later runs and arms compute only what is missing; the
 generated images' features are cached by the images' bytes (`augment-generated-<digest>.npz`),
@@ -145,15 +147,24 @@ class Split:
     total: int  # T, images of the full dataset
     order: np.ndarray  # the permutation of range(T) the subset took its first N from
 
-    def held_out(self, m: int) -> np.ndarray:
-        """Dataset indices of the M held-out reals, `order[N:N+M]`; UserError if too few."""
-        left = self.total - self.train_images
+    def held_out(self, m: int, start: int | None = None) -> np.ndarray:
+        """Dataset indices of the M held-out reals, `order[K:K+M]` with K = `start` (default N,
+        the first image after the subset); UserError if too few or if K < N (training images)."""
+        k = self.train_images if start is None else start
+        if k < self.train_images:
+            raise UserError(
+                f"--held-out-from {k}: the training subset {self.subset} holds the first "
+                f"{self.train_images} images of the permutation; held-out reals start at "
+                f"{self.train_images} or later"
+            )
+        left = self.total - k
         if m > left:
             raise UserError(
                 f"--held-out {m}: {self.full} has {self.total} images, {self.train_images} of "
                 f"them in the training subset {self.subset}; at most {left} are held out"
+                + ("" if start is None else f" from image {k} of the permutation")
             )
-        return self.order[self.train_images : self.train_images + m]
+        return self.order[k : k + m]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -598,6 +609,11 @@ def generate(run: Run, n: int, seed: int, batch: int) -> torch.Tensor:
     return torch.from_numpy(sampler.sample_uint8(n, seed))
 
 
+def subset_folder(n: int) -> Path:
+    """Where --train makes an N-digit subset: data/mnist32_2k for 2,000, data/mnist32_200."""
+    return Path(f"data/mnist32_{n // 1000}k" if n % 1000 == 0 else f"data/mnist32_{n}")
+
+
 def parse_arm(text: str) -> tuple[str, list[Path]]:
     name, sep, runs = text.partition("=")
     if not sep or not name or not runs or any(not r for r in runs.split(",")):
@@ -796,6 +812,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         metavar="M",
         help=f"held-out reals (default {HELD_OUT}; {QUICK_HELD_OUT} with --quick)",
     )
+    parser.add_argument(
+        "--held-out-from",
+        type=int,
+        default=None,
+        metavar="K",
+        help="the held-out reals are permutation[K:K+M] (default K = N, the subset's size; a "
+        "larger K compares subsets of different sizes against the same reals)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     parser.add_argument("--batch", type=_positive, default=BATCH, help="latents per G call")
     parser.add_argument("--no-fid", action="store_true", help="skip FID and KID (Inception)")
@@ -815,7 +839,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     began = time.perf_counter()
     threads = apply_threads(args.threads)
     if args.subset is None and args.train:
-        args.subset = Path(f"data/mnist32_{args.subset_images // 1000}k")
+        args.subset = subset_folder(args.subset_images)
     n_gen = args.generated or (QUICK_GENERATED if args.quick else GENERATED)
     n_real = args.held_out or (QUICK_HELD_OUT if args.quick else HELD_OUT)
     payload: dict[str, Any] = {
@@ -859,11 +883,18 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if len(resolutions) != 1:
         raise UserError(f"the runs draw at different resolutions {sorted(resolutions)}")
     resolution = resolutions.pop()
-    held = split.held_out(n_real)
+    held = split.held_out(n_real, args.held_out_from)
     reals = real_images(args.full, held, resolution)
     payload.update(
         machine=machine(),
-        sizes={"generated": n_gen, "held_out": n_real, "swd_images": min(n_gen, n_real)},
+        sizes={
+            "generated": n_gen,
+            "held_out": n_real,
+            "held_out_from": split.train_images
+            if args.held_out_from is None
+            else args.held_out_from,
+            "swd_images": min(n_gen, n_real),
+        },
         split=split.describe(),
         held_out_indices_sha256=hashlib.sha256(held.astype(np.int64).tobytes()).hexdigest(),
         images_shown=shown,

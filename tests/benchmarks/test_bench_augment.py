@@ -86,6 +86,12 @@ def test_split_is_checked_image_by_image(data: dict[str, Path], tmp_path: Path) 
     assert np.array_equal(subset_images, _reals(data).numpy()[order[:SUBSET]])
     with pytest.raises(UserError, match="at most 800 are held out"):
         split.held_out(801)
+    # later reals: those a larger subset of the same permutation would hold out too
+    assert np.array_equal(split.held_out(5, start=600), order[600:605])
+    with pytest.raises(UserError, match="at most 400 are held out from image 600"):
+        split.held_out(401, start=600)
+    with pytest.raises(UserError, match="--held-out-from 199: .* start at 200 or later"):
+        split.held_out(5, start=199)
     other = tmp_path / "other"  # the same count and seed, drawn from other images
     inverted = tmp_path / "inverted.npy"
     np.save(inverted, 255 - np.load(data["array"]))
@@ -318,3 +324,17 @@ def test_train_dry_run_lists_the_commands(
     ]
     assert capsys.readouterr().out.strip().splitlines() == payload["commands"]
     assert not runs.exists()
+
+
+def test_train_names_the_subset_by_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/mnist32_200 here: the dry run lists its creation
+    assert bench_augment.subset_folder(2000) == Path("data/mnist32_2k")
+    assert bench_augment.subset_folder(200) == Path("data/mnist32_200")
+    args = ["--train", "--dry-run", "--subset-images", "200", "--seeds", "0", "--threads", "1"]
+    payload = bench_augment.run([*args, "--train-dir", str(tmp_path / "runs"), "--no-write"])
+    assert payload["commands"][0] == (
+        "progan-dataset create --source mnist --out data/mnist32_200 --resolution 32 --labels "
+        "--max-images 200 --seed 0"
+    )
