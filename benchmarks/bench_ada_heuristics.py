@@ -23,7 +23,7 @@ must be perm[:N]); fakes: G of K latents from `--seed`. D scores them in minibat
 resolution's training minibatch, its minibatch-stddev groups laid out as in training. Writes
 `benchmarks/results/ada_heuristics.json`.
 
-    progan-bench ada_heuristics -- /work/aug/none/00000-mnist_32 /work/aug/none/00001-mnist_32
+    progan-bench ada_heuristics -- runs/none/00000-mnist_32 runs/none/00001-mnist_32
     progan-bench ada_heuristics -- RUN --images 500 --threads 1
 """
 

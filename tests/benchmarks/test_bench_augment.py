@@ -239,7 +239,12 @@ def test_cli_compares_arms_and_caches_the_real_features(
     calibration = bench_augment.CALIBRATION_IMAGES + 2
     assert features.images == calibration + 40 + 4 * 24  # the reals once, each run's images
     assert result["real_features"]["computed"] == 40 and result["real_features"]["reused"] == 0
-    assert result["sizes"] == {"generated": 24, "held_out": 40, "swd_images": 24}
+    assert result["sizes"] == {
+        "generated": 24,
+        "held_out": 40,
+        "held_out_from": SUBSET,
+        "swd_images": 24,
+    }
     assert result["split"]["subset_seed"] == SUBSET_SEED
     assert result["split"]["train_images"] == SUBSET and result["images_shown"] == 384
     order = np.random.default_rng(SUBSET_SEED).permutation(TOTAL)[SUBSET : SUBSET + 40]
