@@ -162,7 +162,7 @@ class Split:
             raise UserError(
                 f"--held-out {m}: {self.full} has {self.total} images, {self.train_images} of "
                 f"them in the training subset {self.subset}; at most {left} are held out"
-                + ("" if start is None else f" from image {k} of the permutation")
+                + ("" if k == self.train_images else f" from image {k} of the permutation")
             )
         return self.order[k : k + m]
 
@@ -883,16 +883,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if len(resolutions) != 1:
         raise UserError(f"the runs draw at different resolutions {sorted(resolutions)}")
     resolution = resolutions.pop()
-    held = split.held_out(n_real, args.held_out_from)
+    held_from = split.train_images if args.held_out_from is None else args.held_out_from
+    held = split.held_out(n_real, held_from)
     reals = real_images(args.full, held, resolution)
     payload.update(
         machine=machine(),
         sizes={
             "generated": n_gen,
             "held_out": n_real,
-            "held_out_from": split.train_images
-            if args.held_out_from is None
-            else args.held_out_from,
+            "held_out_from": held_from,
             "swd_images": min(n_gen, n_real),
         },
         split=split.describe(),
